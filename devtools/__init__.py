@@ -1,0 +1,1 @@
+"""Development-only servers: never imported by production code paths."""

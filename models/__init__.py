@@ -1,0 +1,20 @@
+"""Peewee models, the database proxy and the schema migrations.
+
+Models import nothing from Flask; ``create_app`` binds ``db`` to a database.
+"""
+
+from .account import ROLES, SOURCES, STATUSES, Account
+from .connections import SMTP_SECURITY, TLS_MODES, Directory, MailServer
+from .db import DatabaseURLError, JSONField, db, is_postgres, open_database, utcnow
+from .organisation import Organisation
+from .records import OUTBOX_STATUSES, AuditEvent, OutboxMessage
+
+# In dependency order: create_tables and the schema comparison test use this list.
+ALL_MODELS = [Organisation, Directory, MailServer, Account, AuditEvent, OutboxMessage]
+
+__all__ = [
+    "ALL_MODELS", "Account", "AuditEvent", "DatabaseURLError", "Directory", "JSONField",
+    "MailServer", "OUTBOX_STATUSES", "Organisation", "OutboxMessage", "ROLES",
+    "SMTP_SECURITY", "SOURCES", "STATUSES", "TLS_MODES", "db", "is_postgres",
+    "open_database", "utcnow",
+]

@@ -1,0 +1,35 @@
+"""Accounts: anyone who can sign in, local or from a directory."""
+
+from __future__ import annotations
+
+import peewee
+
+from .connections import Directory
+from .db import BaseModel, utcnow
+from .organisation import Organisation
+
+ROLES = ("owner", "technician", "team", "user")
+STATUSES = ("pending", "active", "inactive")
+SOURCES = ("local", "directory")
+
+
+class Account(BaseModel):
+    """A local account (email and optional sponsor stored here) or a directory user,
+    keyed by the entry's stable id (entryUUID / objectGUID) with attributes read live."""
+
+    organisation = peewee.ForeignKeyField(Organisation, backref="accounts", on_delete="CASCADE")
+    username = peewee.CharField(max_length=256)
+    email = peewee.CharField(max_length=320, null=True)
+    display_name = peewee.CharField(max_length=200, default="")
+    role = peewee.CharField(max_length=16, default="user")
+    status = peewee.CharField(max_length=16, default="active")
+    source = peewee.CharField(max_length=16, default="local")
+    directory = peewee.ForeignKeyField(Directory, null=True, backref="accounts", on_delete="SET NULL")
+    external_id = peewee.CharField(max_length=128, null=True)
+    sponsor_email = peewee.CharField(max_length=320, null=True)
+    created_at = peewee.DateTimeField(default=utcnow)
+    updated_at = peewee.DateTimeField(default=utcnow)
+    last_sign_in_at = peewee.DateTimeField(null=True)
+
+    class Meta:
+        indexes = ((("organisation", "username"), True),)

@@ -1,0 +1,750 @@
+"""Configuration as code: import and export organisations, directories and mail servers as TOML.
+
+``flask config import FILE.toml`` and ``flask config export`` (DESIGN.md §6) sit on top of
+this module, so an installation can be rebuilt from, or reviewed in, git.
+
+The file format
+===============
+
+::
+
+    [[organisations]]
+    slug = "holding"
+    name = "Holding Group"
+
+    [[organisations]]
+    slug = "acme"            # [a-z0-9-]{2,64}, the Account ID typed on the SSO page
+    name = "Acme Corporation"
+    parent = "holding"       # optional: slug of another organisation, in the file or the database
+
+      [[organisations.directories]]
+      name = "Acme LDAP"                         # unique within the organisation
+      servers = ["ldap://127.0.0.1:3389"]        # non-empty, ldap:// or ldaps://, tried in order
+      tls_mode = "none"                          # none | starttls | ldaps (ldaps <=> ldaps:// URLs)
+      ca_file = "/etc/ssl/certs/acme-ca.pem"     # optional
+      verify_certificate = true
+      bind_dn = "cn=gatehouse,ou=services,dc=acme,dc=test"
+      bind_password = "env:ACME_LDAP_PASSWORD"   # or a literal; env:NAME is read at import
+      base_dn = "dc=acme,dc=test"
+      login_attributes = ["uid", "mail"]
+      mail_attribute = "mail"
+      manager_attribute = "manager"
+      group_attribute = "memberOf"
+      nested_groups = false
+      connect_timeout = 5                        # seconds, 1..60
+      receive_timeout = 10                       # seconds, 1..300
+
+      [[organisations.mail_servers]]
+      name = "Relay"                             # unique within the organisation
+      host = "smtp.acme.test"
+      port = 587                                 # 1..65535
+      security = "starttls"                      # none | starttls | ssl
+      username = "gatehouse"
+      password = "env:SMTP_PASSWORD"
+      from_address = "Gatehouse <no-reply@acme.test>"
+      verify_certificate = true
+      ca_file = "/etc/ssl/certs/acme-ca.pem"     # optional
+      timeout = 10                               # seconds, 1..300
+
+Required fields: ``slug`` and ``name`` of an organisation; ``name``, ``servers`` and
+``base_dn`` of a directory; ``name``, ``host`` and ``from_address`` of a mail server.
+Every other field has the default shown above (``tls_mode = "none"``, ``bind_dn = ""``,
+``login_attributes = ["uid"]``, ``port = 587``, ``security = "starttls"``,
+``username = ""``) and an absent optional field (``parent``, ``ca_file``) means "none".
+
+Rules
+=====
+
+* Unknown keys, wrong types (``"5"`` for 5, ``"yes"`` for true, a list for a string) and
+  out-of-range values are errors; every problem in the file is reported at once, each
+  prefixed with its field path, e.g. ``organisations[0].directories[1].servers[0]``.
+* ``tls_mode = "ldaps"`` needs ldaps:// URLs, and ldaps:// URLs need ``tls_mode = "ldaps"``
+  (the directory service derives implicit TLS from the URL and the TLS setup from the mode).
+* The order of directories and of mail servers in the file is their ``position``.
+* Secrets (``bind_password``, ``password``): ``"env:NAME"`` reads the environment variable
+  NAME at import (an unset variable is an error) and remembers the reference; any other
+  string is a literal secret; ``""`` removes the stored secret; a secret key left out of
+  the file keeps whatever secret is stored. Secrets are always stored encrypted. A literal
+  secret can therefore never start with ``env:``.
+* Import is an upsert by natural key (organisation ``slug``; directory and mail server
+  ``name`` within their organisation) in one transaction: the whole file is applied or
+  nothing is. It never deletes anything: organisations, directories and mail servers
+  absent from the file are left as they are. Fields of a declared object that are absent
+  from the file (secrets excepted) are reset to their defaults, so the file is the truth
+  for what it declares.
+* Export writes every organisation, directory and mail server, and never a plaintext
+  secret: a secret imported from ``env:NAME`` is exported as that reference; a literal
+  secret is left out, so re-importing the export keeps it in the database.
+"""
+
+from __future__ import annotations
+
+import difflib
+import email.utils
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import tomli_w
+
+from models import SMTP_SECURITY, TLS_MODES, Directory, MailServer, Organisation, db, is_postgres, utcnow
+
+from . import crypto
+
+KINDS = ("organisations", "directories", "mail_servers")
+
+SLUG_RE = re.compile(r"[a-z0-9-]{2,64}")
+_ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# An LDAP attribute descriptor (with options such as ;binary) or a dotted OID.
+_ATTRIBUTE_RE = re.compile(r"[A-Za-z][A-Za-z0-9-]*(;[A-Za-z0-9-]+)*|[0-9]+(\.[0-9]+)+")
+# Host names, IPv4 and bare IPv6 addresses; "/" is excluded so a URL is refused.
+_HOST_RE = re.compile(r"[A-Za-z0-9._:-]+")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+_PG_LOCK_ID = 0x6A6366  # arbitrary constant: "configuration import" advisory lock
+_REF_MAX = 128  # the *_ref column width
+
+
+class ConfigFileError(Exception):
+    """The configuration file is not acceptable; ``errors`` lists every problem found."""
+
+    def __init__(self, errors: list[str]):
+        self.errors = list(errors)
+        count = len(self.errors)
+        head = f"{count} problem{'s' if count != 1 else ''} in the configuration file:"
+        super().__init__("\n".join([head, *(f"  {e}" for e in self.errors)]))
+
+
+@dataclass
+class ImportSummary:
+    """How many objects of each kind an import created, updated or found unchanged."""
+
+    created: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
+    updated: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
+    unchanged: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
+
+    @property
+    def changed(self) -> bool:
+        """True when the import wrote anything."""
+        return any(self.created.values()) or any(self.updated.values())
+
+    def __str__(self) -> str:
+        return "; ".join(
+            f"{kind.replace('_', ' ')}: {self.created[kind]} created, {self.updated[kind]} updated, "
+            f"{self.unchanged[kind]} unchanged"
+            for kind in KINDS
+        )
+
+
+# --------------------------------------------------------------------------- validation
+
+_MISSING = object()
+_INVALID = object()
+
+
+def _describe(value) -> str:
+    if isinstance(value, bool):
+        kind = "a boolean"
+    elif isinstance(value, int):
+        kind = "an integer"
+    elif isinstance(value, float):
+        kind = "a float"
+    elif isinstance(value, str):
+        kind = "a string"
+    elif isinstance(value, list):
+        kind = "an array"
+    elif isinstance(value, Mapping):
+        return "a table"
+    else:
+        kind = "a date/time"
+    shown = repr(value)
+    # Long values (a whole array) would drown the message.
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    return f"{kind} {shown}"
+
+
+class _Checker:
+    """Collects errors while checking values; each check returns the value or _INVALID."""
+
+    def __init__(self, environ: Mapping[str, str]):
+        self.environ = environ
+        self.errors: list[str] = []
+
+    def fail(self, path: str, message: str):
+        """Record a problem at ``path``; returns _INVALID so checks can ``return self.fail(...)``."""
+        self.errors.append(f"{path}: {message}")
+        return _INVALID
+
+    def string(self, path, value, *, max_length, allow_empty=False):
+        """A single-line string no longer than ``max_length``."""
+        if not isinstance(value, str):
+            return self.fail(path, f"expected a string, got {_describe(value)}")
+        if not allow_empty and not value.strip():
+            return self.fail(path, "must not be empty")
+        if len(value) > max_length:
+            return self.fail(path, f"is longer than {max_length} characters")
+        # Values end up in LDAP filters, SMTP headers and log lines: no line breaks.
+        if _CONTROL_RE.search(value):
+            return self.fail(path, "contains a control character (line break, tab, ...)")
+        return value
+
+    def optional_string(self, path, value, *, max_length):
+        """Like ``string``, with ``""`` meaning none (None)."""
+        if isinstance(value, str) and value == "":
+            return None
+        return self.string(path, value, max_length=max_length)
+
+    def integer(self, path, value, *, low, high):
+        """An integer in ``low..high`` (booleans refused)."""
+        # bool is a subclass of int in Python, but `true` is not a number in the file.
+        if isinstance(value, bool) or not isinstance(value, int):
+            return self.fail(path, f"expected an integer, got {_describe(value)}")
+        if not low <= value <= high:
+            return self.fail(path, f"{value} is out of range ({low}..{high})")
+        return value
+
+    def boolean(self, path, value):
+        """``true`` or ``false``, nothing else."""
+        if not isinstance(value, bool):
+            return self.fail(path, f"expected true or false, got {_describe(value)}")
+        return value
+
+    def choice(self, path, value, choices):
+        """One of ``choices``."""
+        if self.string(path, value, max_length=16) is _INVALID:
+            return _INVALID
+        if value not in choices:
+            return self.fail(path, f"{value!r} is not one of {', '.join(choices)}")
+        return value
+
+    def string_list(self, path, value, item, *, allow_empty_list=False):
+        """An array whose elements each pass ``item``, without repeats."""
+        if not isinstance(value, list):
+            return self.fail(path, f"expected an array of strings, got {_describe(value)}")
+        if not value and not allow_empty_list:
+            return self.fail(path, "must list at least one value")
+        result, seen, ok = [], {}, True
+        for index, element in enumerate(value):
+            checked = item(f"{path}[{index}]", element)
+            if checked is _INVALID:
+                ok = False
+                continue
+            if checked in seen:
+                self.fail(f"{path}[{index}]", f"{checked!r} is already listed at {path}[{seen[checked]}]")
+                ok = False
+                continue
+            seen[checked] = index
+            result.append(checked)
+        return result if ok else _INVALID
+
+    def ldap_url(self, path, value):
+        """An ldap:// or ldaps:// URL with a host and at most a port."""
+        if self.string(path, value, max_length=1024) is _INVALID:
+            return _INVALID
+        try:
+            parts = urlsplit(value)
+            port = parts.port  # raises ValueError when out of range or not a number
+        except ValueError:
+            return self.fail(path, f"{value!r} is not an ldap:// or ldaps:// URL (bad host or port)")
+        if (
+            parts.scheme.lower() not in ("ldap", "ldaps")
+            or not value.lower().startswith(("ldap://", "ldaps://"))
+            or not parts.hostname
+            or parts.path not in ("", "/")
+            or parts.query
+            or parts.fragment
+            or " " in value
+        ):
+            return self.fail(path, f"{value!r} is not an ldap:// or ldaps:// URL")
+        if port == 0:
+            return self.fail(path, f"{value!r} is not an ldap:// or ldaps:// URL (port 0)")
+        return value
+
+    def attribute(self, path, value):
+        """An LDAP attribute name or OID."""
+        if self.string(path, value, max_length=64) is _INVALID:
+            return _INVALID
+        if not _ATTRIBUTE_RE.fullmatch(value):
+            return self.fail(path, f"{value!r} is not an LDAP attribute name")
+        return value
+
+    def host(self, path, value):
+        """A host name or IP address, not a URL."""
+        if self.string(path, value, max_length=255) is _INVALID:
+            return _INVALID
+        if not _HOST_RE.fullmatch(value):
+            return self.fail(path, f"{value!r} is not a host name or IP address (give the port separately)")
+        return value
+
+    def mail_address(self, path, value):
+        """An address with an @, bare or as ``Name <address>``."""
+        if self.string(path, value, max_length=320) is _INVALID:
+            return _INVALID
+        _, address = email.utils.parseaddr(value)
+        local, at, domain = address.rpartition("@")
+        if not at or not local or not domain or " " in address:
+            return self.fail(path, f"{value!r} is not an email address (expected name@domain or Name <name@domain>)")
+        return value
+
+    def secret(self, path, value):
+        """A parsed secret: {"value": plaintext ('' clears), "ref": "env:NAME" or None}."""
+        if not isinstance(value, str):
+            return self.fail(path, f"expected a string (a secret or env:NAME), got {_describe(value)}")
+        if not value.startswith("env:"):
+            return {"value": value, "ref": None}
+        name = value[len("env:"):]
+        if not _ENV_NAME_RE.fullmatch(name) or len(value) > _REF_MAX:
+            return self.fail(path, f"{value!r} is not a valid env:NAME reference")
+        if name not in self.environ:
+            return self.fail(path, f"environment variable {name} is not set")
+        if self.environ[name] == "":
+            # An empty variable is nearly always a deployment mistake; "" in the file clears.
+            return self.fail(path, f"environment variable {name} is empty")
+        return {"value": self.environ[name], "ref": value}
+
+
+def _key_path(path: str, key: str) -> str:
+    shown = key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else repr(key)
+    return f"{path}.{shown}" if path else shown
+
+
+def _unknown_keys(checker: _Checker, path: str, table: Mapping, allowed) -> None:
+    for key in table:
+        if key in allowed:
+            continue
+        match = difflib.get_close_matches(key, list(allowed), n=1, cutoff=0.6)
+        hint = f"did you mean {match[0]}?" if match else f"expected one of: {', '.join(allowed)}"
+        checker.fail(_key_path(path, key), f"unknown field ({hint})")
+
+
+def _table_list(checker: _Checker, path: str, value, header: str) -> list[tuple[str, Mapping]]:
+    if not isinstance(value, list):
+        checker.fail(path, f"expected an array of tables ([[{header}]]), got {_describe(value)}")
+        return []
+    tables = []
+    for index, item in enumerate(value):
+        if isinstance(item, Mapping):
+            tables.append((f"{path}[{index}]", item))
+        else:
+            checker.fail(f"{path}[{index}]", f"expected a table, got {_describe(item)}")
+    return tables
+
+
+# field name -> (check(checker, path, value), default); _MISSING as default means required.
+_DIRECTORY_FIELDS = {
+    "name": (lambda c, p, v: c.string(p, v, max_length=100), _MISSING),
+    "servers": (lambda c, p, v: c.string_list(p, v, c.ldap_url), _MISSING),
+    "tls_mode": (lambda c, p, v: c.choice(p, v, TLS_MODES), "none"),
+    "ca_file": (lambda c, p, v: c.optional_string(p, v, max_length=1024), None),
+    "verify_certificate": (lambda c, p, v: c.boolean(p, v), True),
+    "bind_dn": (lambda c, p, v: c.string(p, v, max_length=1024, allow_empty=True), ""),
+    "bind_password": (lambda c, p, v: c.secret(p, v), _MISSING),
+    "base_dn": (lambda c, p, v: c.string(p, v, max_length=1024), _MISSING),
+    "login_attributes": (lambda c, p, v: c.string_list(p, v, c.attribute), ["uid"]),
+    "mail_attribute": (lambda c, p, v: c.attribute(p, v), "mail"),
+    "manager_attribute": (lambda c, p, v: c.attribute(p, v), "manager"),
+    "group_attribute": (lambda c, p, v: c.attribute(p, v), "memberOf"),
+    "nested_groups": (lambda c, p, v: c.boolean(p, v), False),
+    "connect_timeout": (lambda c, p, v: c.integer(p, v, low=1, high=60), 5),
+    "receive_timeout": (lambda c, p, v: c.integer(p, v, low=1, high=300), 10),
+}
+
+_MAIL_SERVER_FIELDS = {
+    "name": (lambda c, p, v: c.string(p, v, max_length=100), _MISSING),
+    "host": (lambda c, p, v: c.host(p, v), _MISSING),
+    "port": (lambda c, p, v: c.integer(p, v, low=1, high=65535), 587),
+    "security": (lambda c, p, v: c.choice(p, v, SMTP_SECURITY), "starttls"),
+    "username": (lambda c, p, v: c.string(p, v, max_length=255, allow_empty=True), ""),
+    "password": (lambda c, p, v: c.secret(p, v), _MISSING),
+    "from_address": (lambda c, p, v: c.mail_address(p, v), _MISSING),
+    "verify_certificate": (lambda c, p, v: c.boolean(p, v), True),
+    "ca_file": (lambda c, p, v: c.optional_string(p, v, max_length=1024), None),
+    "timeout": (lambda c, p, v: c.integer(p, v, low=1, high=300), 10),
+}
+
+# The secret of each kind, whose absence means "keep the stored one" rather than a default.
+_SECRET_FIELD = {Directory: "bind_password", MailServer: "password"}
+_ORGANISATION_FIELDS = ("slug", "name", "parent", "directories", "mail_servers")
+
+
+def _check_fields(checker: _Checker, path: str, table: Mapping, fields: dict, secret: str) -> dict | None:
+    _unknown_keys(checker, path, table, fields)
+    result, ok = {}, True
+    for name, (check, default) in fields.items():
+        field_path = _key_path(path, name)
+        if name not in table:
+            if name == secret:
+                continue
+            if default is _MISSING:
+                checker.fail(field_path, "required field is missing")
+                ok = False
+            else:
+                result[name] = list(default) if isinstance(default, list) else default
+            continue
+        value = check(checker, field_path, table[name])
+        if value is _INVALID:
+            ok = False
+        else:
+            result[name] = value
+    return result if ok else None
+
+
+def _check_directory(checker: _Checker, path: str, table: Mapping) -> dict | None:
+    entry = _check_fields(checker, path, table, _DIRECTORY_FIELDS, "bind_password")
+    if entry is None:
+        return None
+    # The directory service turns ldaps:// into implicit TLS and tls_mode into the TLS
+    # setup, so a mismatch would connect in a way nobody asked for.
+    for index, url in enumerate(entry["servers"]):
+        secure = url.lower().startswith("ldaps://")
+        if entry["tls_mode"] == "ldaps" and not secure:
+            checker.fail(f"{path}.servers[{index}]", f"{url!r}: tls_mode \"ldaps\" needs ldaps:// URLs")
+            entry = None
+        elif entry["tls_mode"] != "ldaps" and secure:
+            checker.fail(
+                f"{path}.servers[{index}]",
+                f"{url!r} is an ldaps:// URL but tls_mode is {entry['tls_mode']!r} (use tls_mode = \"ldaps\")",
+            )
+            entry = None
+        if entry is None:
+            break
+    return entry
+
+
+def _cycles(order: list[str], parents: Mapping[str, str | None]) -> list[tuple[str, list[str]]]:
+    """(slug, chain) for each parent cycle reached from ``order``, reported once per cycle
+    at its first member in ``order``; chain reads "a → b → a"."""
+    found, reported = [], set()
+    for start in order:
+        chain, current = [start], parents.get(start)
+        while current is not None and current != start and current not in chain:
+            chain.append(current)
+            current = parents.get(current)
+        if current != start:
+            continue
+        members = frozenset(chain)
+        if members not in reported:
+            reported.add(members)
+            found.append((start, chain + [start]))
+    return found
+
+
+def parse(text: str, environ: Mapping[str, str] | None = None) -> dict:
+    """Parse and validate a configuration file; return a plain structure for ``import_config``.
+
+    The result is ``{"organisations": [{"slug", "name", "parent", "directories": [...],
+    "mail_servers": [...]}]}`` with every default filled in, each directory and mail server
+    carrying its ``position``, and secrets resolved to ``{"value": plaintext, "ref":
+    "env:NAME" | None}`` (so never log it). ``environ`` defaults to ``os.environ``.
+    Parents that are not in the file are checked against the database by
+    ``import_config``. Raises ConfigFileError listing every problem.
+    """
+    environ = os.environ if environ is None else environ
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigFileError([f"byte {exc.start}: the file is not UTF-8 text"]) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigFileError([_toml_error(exc)]) from None
+
+    checker = _Checker(environ)
+    _unknown_keys(checker, "", data, ("organisations",))
+    organisations, slugs = [], {}
+    for path, table in _table_list(checker, "organisations", data.get("organisations", []), "organisations"):
+        _unknown_keys(checker, path, table, _ORGANISATION_FIELDS)
+        entry = {"directories": [], "mail_servers": []}
+        for name in ("slug", "name"):
+            if name not in table:
+                checker.fail(f"{path}.{name}", "required field is missing")
+        if "slug" in table:
+            slug = checker.string(f"{path}.slug", table["slug"], max_length=64)
+            if slug is not _INVALID and not SLUG_RE.fullmatch(slug):
+                slug = checker.fail(f"{path}.slug", f"{slug!r} must be 2 to 64 of a-z, 0-9 and -")
+            if slug is not _INVALID:
+                if slug in slugs:
+                    checker.fail(f"{path}.slug", f"{slug!r} is already used by {slugs[slug]}")
+                else:
+                    slugs[slug] = path
+                entry["slug"] = slug
+        if "name" in table:
+            entry["name"] = checker.string(f"{path}.name", table["name"], max_length=200)
+        entry["parent"] = None
+        if "parent" in table:
+            parent = checker.string(f"{path}.parent", table["parent"], max_length=64)
+            if parent is not _INVALID and not SLUG_RE.fullmatch(parent):
+                parent = checker.fail(f"{path}.parent", f"{parent!r} is not an organisation slug")
+            entry["parent"] = parent
+        for kind, check in (("directories", _check_directory), ("mail_servers", None)):
+            names: dict[str, str] = {}
+            for position, (item_path, item) in enumerate(
+                _table_list(checker, f"{path}.{kind}", table.get(kind, []), f"organisations.{kind}")
+            ):
+                if check is not None:
+                    child = check(checker, item_path, item)
+                else:
+                    child = _check_fields(checker, item_path, item, _MAIL_SERVER_FIELDS, "password")
+                name = item.get("name")
+                if isinstance(name, str):
+                    # Checked even when other fields are wrong: a duplicate is worth reporting too.
+                    if name in names:
+                        checker.fail(f"{item_path}.name", f"{name!r} is already used by {names[name]}")
+                        child = None
+                    else:
+                        names[name] = item_path
+                if child is not None:
+                    child["position"] = position
+                    entry[kind].append(child)
+        organisations.append((path, entry))
+
+    # Cycles among organisations of the file alone; those through the database are found at import.
+    file_parents = {e["slug"]: e["parent"] for _, e in organisations if isinstance(e.get("slug"), str)}
+    file_parents = {s: (p if isinstance(p, str) else None) for s, p in file_parents.items()}
+    for slug, chain in _cycles(list(file_parents), file_parents):
+        path = slugs[slug]
+        checker.fail(f"{path}.parent", f"{file_parents[slug]!r} makes a cycle: {' → '.join(chain)}")
+
+    if checker.errors:
+        raise ConfigFileError(checker.errors)
+    return {"organisations": [entry for _, entry in organisations]}
+
+
+def _toml_error(exc: tomllib.TOMLDecodeError) -> str:
+    # Python 3.14 exposes the position; 3.11 only has it inside the message.
+    if getattr(exc, "lineno", None) and getattr(exc, "msg", None):
+        return f"line {exc.lineno}, column {exc.colno}: {exc.msg}"
+    message = str(exc)
+    match = re.fullmatch(r"(?s)(.*) \(at line (\d+), column (\d+)\)", message)
+    if match:
+        return f"line {match[2]}, column {match[3]}: {match[1]}"
+    match = re.fullmatch(r"(?s)(.*) \(at end of document\)", message)
+    if match:
+        return f"end of file: {match[1]}"
+    return f"TOML syntax error: {message}"
+
+
+# --------------------------------------------------------------------------- import
+
+
+@contextmanager
+def _import_transaction():
+    """One transaction that also keeps two imports from interleaving."""
+    if is_postgres():
+        with db.atomic():
+            db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (_PG_LOCK_ID,))
+            yield
+    else:
+        # IMMEDIATE takes the write lock up front: a read-then-write upgrade could otherwise
+        # fail with "database is locked" halfway through the checks.
+        with db.atomic(lock_type="IMMEDIATE"):
+            yield
+
+
+def _check_parents(config: dict) -> None:
+    """Parents must exist (in the file or the database) and form no cycle with the database."""
+    entries = config["organisations"]
+    slug_of = dict(Organisation.select(Organisation.id, Organisation.slug).tuples())
+    parents: dict[str, str | None] = {
+        slug: slug_of.get(parent_id)
+        for slug, parent_id in Organisation.select(Organisation.slug, Organisation.parent).tuples()
+    }
+    for entry in entries:
+        parents[entry["slug"]] = entry["parent"]
+    errors = []
+    for index, entry in enumerate(entries):
+        if entry["parent"] is not None and entry["parent"] not in parents:
+            errors.append(
+                f"organisations[{index}].parent: no organisation {entry['parent']!r} in the file or the database"
+            )
+    index_of = {entry["slug"]: index for index, entry in enumerate(entries)}
+    for slug, chain in _cycles([e["slug"] for e in entries], parents):
+        errors.append(
+            f"organisations[{index_of[slug]}].parent: {parents[slug]!r} makes a cycle with the database: "
+            f"{' → '.join(chain)}"
+        )
+    if errors:
+        raise ConfigFileError(errors)
+
+
+def _secret_differs(row, name: str, secret: dict) -> bool:
+    stored, ref = getattr(row, f"{name}_encrypted"), getattr(row, f"{name}_ref")
+    if secret["value"] == "":
+        return stored is not None or ref is not None
+    if stored is None or ref != secret["ref"]:
+        return True
+    try:
+        return crypto.decrypt(stored) != secret["value"]
+    except crypto.SecretUnreadable:
+        return True
+
+
+def _store_secret(row, name: str, secret: dict) -> None:
+    if secret["value"] == "":
+        setattr(row, f"{name}_encrypted", None)
+        setattr(row, f"{name}_ref", None)
+    else:
+        setattr(row, f"{name}_encrypted", crypto.encrypt(secret["value"]))
+        setattr(row, f"{name}_ref", secret["ref"])
+
+
+def _upsert(model, kind: str, organisation: Organisation, entry: dict, summary: ImportSummary) -> None:
+    secret_name = _SECRET_FIELD[model]
+    values = {k: v for k, v in entry.items() if k != secret_name}
+    secret = entry.get(secret_name)
+    row = model.get_or_none((model.organisation == organisation) & (model.name == entry["name"]))
+    if row is None:
+        row = model(organisation=organisation, **values)
+        if secret is not None:
+            _store_secret(row, secret_name, secret)
+        row.save()
+        summary.created[kind] += 1
+        return
+    changed = False
+    for key, value in values.items():
+        if getattr(row, key) != value:
+            setattr(row, key, value)
+            changed = True
+    if secret is not None and _secret_differs(row, secret_name, secret):
+        # Re-encrypting an unchanged secret would change the stored token on every import.
+        _store_secret(row, secret_name, secret)
+        changed = True
+    if changed:
+        row.updated_at = utcnow()
+        row.save()
+        summary.updated[kind] += 1
+    else:
+        summary.unchanged[kind] += 1
+
+
+def import_config(text: str, environ: Mapping[str, str] | None = None) -> ImportSummary:
+    """Validate ``text`` and apply it in one transaction; return what was created and updated.
+
+    Upserts by natural key and never deletes (see the module docstring). Raises
+    ConfigFileError, with nothing written, when the file or its parent references are wrong.
+    """
+    config = parse(text, environ)
+    summary = ImportSummary()
+    with _import_transaction():
+        _check_parents(config)
+        rows: dict[str, Organisation] = {}
+        created: set[str] = set()
+        for entry in config["organisations"]:
+            org = Organisation.get_or_none(Organisation.slug == entry["slug"])
+            if org is None:
+                # The parent may be declared further down the file: it is set in the second pass.
+                org = Organisation.create(slug=entry["slug"], name=entry["name"], parent=None)
+                created.add(entry["slug"])
+                summary.created["organisations"] += 1
+            rows[entry["slug"]] = org
+        for entry in config["organisations"]:
+            org = rows[entry["slug"]]
+            parent = None
+            if entry["parent"] is not None:
+                parent = rows.get(entry["parent"]) or Organisation.get(Organisation.slug == entry["parent"])
+            parent_id = parent.id if parent is not None else None
+            if entry["slug"] in created:
+                if parent is not None:
+                    org.parent = parent
+                    org.save()
+            elif org.name != entry["name"] or org.parent_id != parent_id:
+                org.name, org.parent = entry["name"], parent
+                org.save()
+                summary.updated["organisations"] += 1
+            else:
+                summary.unchanged["organisations"] += 1
+        for entry in config["organisations"]:
+            org = rows[entry["slug"]]
+            for item in entry["directories"]:
+                _upsert(Directory, "directories", org, item, summary)
+            for item in entry["mail_servers"]:
+                _upsert(MailServer, "mail_servers", org, item, summary)
+    return summary
+
+
+# --------------------------------------------------------------------------- export
+
+_EXPORT_HEADER = (
+    "# Gatehouse configuration (format: services/configuration.py).\n"
+    "# Secrets appear only as env:NAME references; stored literal secrets are left out\n"
+    "# and kept by the database when this file is imported again.\n"
+)
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    # tomli_w knows TOML string escaping; only the value part of its output is kept.
+    return tomli_w.dumps({"v": value})[len("v = "):].rstrip("\n")
+
+
+def _table(header: str, pairs: list[tuple[str, object]], indent: str) -> str:
+    lines = [f"{indent}[[{header}]]"]
+    lines += [f"{indent}{key} = {_toml_value(value)}" for key, value in pairs if value is not None]
+    return "\n".join(lines) + "\n"
+
+
+def _directory_pairs(row: Directory) -> list[tuple[str, object]]:
+    return [
+        ("name", row.name),
+        ("servers", list(row.servers or [])),
+        ("tls_mode", row.tls_mode),
+        ("ca_file", row.ca_file or None),
+        ("verify_certificate", bool(row.verify_certificate)),
+        ("bind_dn", row.bind_dn or ""),
+        ("bind_password", row.bind_password_ref),
+        ("base_dn", row.base_dn),
+        ("login_attributes", list(row.login_attributes or [])),
+        ("mail_attribute", row.mail_attribute),
+        ("manager_attribute", row.manager_attribute),
+        ("group_attribute", row.group_attribute),
+        ("nested_groups", bool(row.nested_groups)),
+        ("connect_timeout", row.connect_timeout),
+        ("receive_timeout", row.receive_timeout),
+    ]
+
+
+def _mail_server_pairs(row: MailServer) -> list[tuple[str, object]]:
+    return [
+        ("name", row.name),
+        ("host", row.host),
+        ("port", row.port),
+        ("security", row.security),
+        ("username", row.username or ""),
+        ("password", row.password_ref),
+        ("from_address", row.from_address),
+        ("verify_certificate", bool(row.verify_certificate)),
+        ("ca_file", row.ca_file or None),
+        ("timeout", row.timeout),
+    ]
+
+
+def export_config() -> str:
+    """Every organisation, directory and mail server as TOML that ``import_config`` accepts.
+
+    Organisations are sorted by slug, directories and mail servers by position. No
+    plaintext secret is written: only stored ``env:NAME`` references.
+    """
+    organisations = list(Organisation.select().order_by(Organisation.slug))
+    slug_of = {org.id: org.slug for org in organisations}
+    directories: dict[int, list[Directory]] = {}
+    for row in Directory.select().order_by(Directory.position, Directory.name, Directory.id):
+        directories.setdefault(row.organisation_id, []).append(row)
+    mail_servers: dict[int, list[MailServer]] = {}
+    for row in MailServer.select().order_by(MailServer.position, MailServer.name, MailServer.id):
+        mail_servers.setdefault(row.organisation_id, []).append(row)
+
+    chunks = [_EXPORT_HEADER]
+    for org in organisations:
+        pairs = [("slug", org.slug), ("name", org.name), ("parent", slug_of.get(org.parent_id))]
+        chunks.append("\n" + _table("organisations", pairs, ""))
+        for row in directories.get(org.id, []):
+            chunks.append("\n" + _table("organisations.directories", _directory_pairs(row), "  "))
+        for row in mail_servers.get(org.id, []):
+            chunks.append("\n" + _table("organisations.mail_servers", _mail_server_pairs(row), "  "))
+    return "".join(chunks)

@@ -1,0 +1,60 @@
+"""Numbered migrations: a migrated database matches the models, on SQLite and PostgreSQL."""
+
+import peewee
+
+from models import ALL_MODELS, open_database
+from models.migrations import applied, available, pending, upgrade
+
+TABLES = sorted(m._meta.table_name for m in ALL_MODELS)
+
+
+def describe_schema(database: peewee.Database, schema: str | None = None):
+    """Columns (name, nullability, normalised type, pk), indexes and foreign keys per table."""
+    options = {"schema": schema} if schema else {}
+    described = {}
+    for table in TABLES:
+        columns = {
+            c.name: (c.null, c.data_type.lower().split("(")[0].replace("character varying", "varchar"), c.primary_key)
+            for c in database.get_columns(table, **options)
+        }
+        indexes = {(tuple(i.columns), i.unique) for i in database.get_indexes(table, **options)}
+        foreign_keys = {(f.column, f.dest_table, f.dest_column) for f in database.get_foreign_keys(table, **options)}
+        described[table] = (columns, indexes, foreign_keys)
+    return described
+
+
+def model_built_schema(database, tmp_path):
+    """The schema ``create_tables`` makes from the current models, on the same engine."""
+    if not isinstance(database, peewee.PostgresqlDatabase):
+        other = open_database(f"sqlite:///{tmp_path / 'models.db'}")
+        with other.bind_ctx(ALL_MODELS):
+            other.create_tables(ALL_MODELS)
+        return describe_schema(other)
+    # A second schema in the same throwaway database, built from the models.
+    database.execute_sql("DROP SCHEMA IF EXISTS model_built CASCADE")
+    database.execute_sql("CREATE SCHEMA model_built")
+    database.execute_sql("SET search_path TO model_built")
+    try:
+        with database.bind_ctx(ALL_MODELS):
+            database.create_tables(ALL_MODELS)
+        return describe_schema(database, schema="model_built")
+    finally:
+        database.execute_sql("SET search_path TO public")
+        database.execute_sql("DROP SCHEMA model_built CASCADE")
+
+
+def test_migrated_database_matches_the_models(database, tmp_path):
+    migrated = describe_schema(database)
+    expected = model_built_schema(database, tmp_path)
+    assert set(migrated) == set(expected) == set(TABLES)
+    for table in TABLES:
+        assert migrated[table] == expected[table], f"table {table} differs between migrations and models"
+    assert migrated["account"][0]["organisation_id"][0] is False  # a real comparison, not empty sets
+    assert (("organisation_id", "username"), True) in migrated["account"][1]
+
+
+def test_upgrade_records_history_and_is_idempotent(database):
+    assert applied(database) == available()
+    assert pending(database) == []
+    assert upgrade(database) == []
+    assert available()[0] == "m0001_initial"

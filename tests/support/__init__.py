@@ -1,0 +1,1 @@
+"""Shared pytest support code (plugins, fixtures, helpers)."""

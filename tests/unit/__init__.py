@@ -1,0 +1,1 @@
+"""Unit tests: one module or service at a time, against a real database file."""
