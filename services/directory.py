@@ -39,10 +39,10 @@ def _tls(directory: Directory) -> ldap3.Tls | None:
     )
 
 
-def server_pool(directory: Directory) -> ldap3.ServerPool:
-    """The directory's servers in order: the first one that answers is used."""
+def servers(directory: Directory) -> list[ldap3.Server]:
+    """The directory's servers in the configured order."""
     tls = _tls(directory)
-    servers = [
+    return [
         ldap3.Server(
             url,
             use_ssl=url.lower().startswith("ldaps://"),
@@ -52,7 +52,6 @@ def server_pool(directory: Directory) -> ldap3.ServerPool:
         )
         for url in directory.servers
     ]
-    return ldap3.ServerPool(servers, ldap3.FIRST, active=1, exhaust=False)
 
 
 def bind_password(directory: Directory) -> str:
@@ -60,29 +59,44 @@ def bind_password(directory: Directory) -> str:
     return crypto.decrypt(directory.bind_password_encrypted) if directory.bind_password_encrypted else ""
 
 
-def service_connection(directory: Directory, pool: ldap3.ServerPool | None = None) -> ldap3.Connection:
-    """An unbound connection as the directory's service account."""
-    return ldap3.Connection(
-        pool or server_pool(directory),
-        user=directory.bind_dn or None,
-        password=bind_password(directory) or None,
-        receive_timeout=directory.receive_timeout,
-        raise_exceptions=False,
-        auto_bind=ldap3.AUTO_BIND_NONE,
-    )
+def open_service_connection(directory: Directory) -> ldap3.Connection:
+    """Open a connection as the service account to the first server that answers.
+
+    Failover is done here rather than with ldap3's ServerPool, which sleeps ten seconds
+    between rounds when every server is down. Raises LDAPException / OSError when none
+    answers (the message names each server and why). The connection is opened and
+    secured (StartTLS when configured) but not yet bound.
+    """
+    password = bind_password(directory)
+    failures = []
+    for server in servers(directory):
+        conn = ldap3.Connection(
+            server,
+            user=directory.bind_dn or None,
+            password=password or None,
+            receive_timeout=directory.receive_timeout,
+            raise_exceptions=False,
+            auto_bind=ldap3.AUTO_BIND_NONE,
+        )
+        try:
+            conn.open()
+            if directory.tls_mode == "starttls" and not conn.start_tls():
+                raise LDAPException(f"StartTLS refused: {conn.result.get('description', '')}")
+            return conn
+        except (LDAPException, OSError) as exc:
+            conn.unbind()
+            failures.append(f"{server.name}: {exc}")
+    raise LDAPException("; ".join(failures) or "no server is configured")
 
 
 def check_connection(directory: Directory) -> ConnectionCheck:
     """Connect (with failover), secure and bind; say which server answered and how fast."""
     started = time.perf_counter()
     try:
-        conn = service_connection(directory)
-        conn.open()
-        if directory.tls_mode == "starttls":
-            conn.start_tls()
+        conn = open_service_connection(directory)
         bound = conn.bind()
         elapsed = (time.perf_counter() - started) * 1000
-        server = conn.server.name if conn.server else ""
+        server = conn.server.name
         result = conn.result or {}
         conn.unbind()
     except (LDAPException, OSError, crypto.SecretUnreadable) as exc:
