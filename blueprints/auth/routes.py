@@ -17,5 +17,5 @@ def login():
     if form.is_submitted():
         if not form.validate():
             return render("auth/login.html", form=form, status=422)
-        return render("auth/login.html", form=IdentifierForm(formdata=None), unavailable=True, status=200)
+        return render("auth/login.html", form=form, unavailable=True)
     return render("auth/login.html", form=form)

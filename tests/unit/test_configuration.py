@@ -1,25 +1,18 @@
 """Configuration as code (services.configuration) on SQLite and PostgreSQL.
 
-Each test gets its own database: a SQLite file in tmp_path, or a freshly created
-PostgreSQL database ``gh_cfg_<random>`` dropped afterwards, so tests never see each
-other's rows. Set GATEHOUSE_TEST_DATABASE_URL to point at another PostgreSQL server.
+Each test gets an empty migrated database from the shared ``database`` fixture
+(tests/support/database.py): a SQLite file, then PostgreSQL when it is reachable.
 """
 
 from __future__ import annotations
 
-import os
-import secrets
 import tomllib
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from models import ALL_MODELS, Directory, MailServer, Organisation, db, open_database
-from models.migrations import upgrade
+from models import ALL_MODELS, Directory, MailServer, Organisation
 from services import configuration, crypto
 from services.configuration import ConfigFileError, export_config, import_config, parse
-
-PG_URL = os.environ.get("GATEHOUSE_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 ENV = {"ACME_LDAP_PASSWORD": "ldap-bind-secret-1", "SMTP_PASSWORD": "smtp-secret-2"}
 LITERAL_SECRET = "literal-mail-secret-3"
@@ -95,50 +88,6 @@ name = "Good Org"
   host = "smtp.good.test"
   from_address = "no-reply@good.test"
 """
-
-
-def _postgres_database(request):
-    """A fresh PostgreSQL database, dropped at teardown; skips when the server is unreachable."""
-    psycopg2 = pytest.importorskip("psycopg2")
-    parts = urlsplit(PG_URL)
-    where = f"{parts.hostname}:{parts.port or 5432}"
-    try:
-        admin = psycopg2.connect(PG_URL, connect_timeout=3)
-    except psycopg2.Error as exc:
-        pytest.skip(f"PostgreSQL is not reachable at {where} (set GATEHOUSE_TEST_DATABASE_URL): {exc}".strip())
-    admin.autocommit = True  # CREATE/DROP DATABASE cannot run inside a transaction
-    name = f"gh_cfg_{secrets.token_hex(6)}"
-    with admin.cursor() as cursor:
-        cursor.execute(f'CREATE DATABASE "{name}"')
-
-    def drop():
-        """Drop the test database even if pooled connections were left open."""
-        with admin.cursor() as cursor:
-            try:
-                cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            except psycopg2.errors.SyntaxError:  # PostgreSQL < 13 has no FORCE
-                cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        admin.close()
-
-    request.addfinalizer(drop)
-    return open_database(urlunsplit(parts._replace(path=f"/{name}")))
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(request, tmp_path):
-    """The bound, migrated database for one test, with the secret key configured."""
-    if request.param == "sqlite":
-        database = open_database(f"sqlite:///{tmp_path / 't.db'}")
-    else:
-        database = _postgres_database(request)
-    db.initialize(database)
-    upgrade(database)
-    crypto.configure("x" * 40)
-    yield database
-    if hasattr(database, "close_all"):
-        database.close_all()  # pooled connections would keep the database from being dropped
-    elif not database.is_closed():
-        database.close()
 
 
 def snapshot() -> dict[str, list[tuple]]:

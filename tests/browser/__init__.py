@@ -1,0 +1,1 @@
+"""Browser smoke tests: headless Chromium against a live development server."""
