@@ -1,6 +1,7 @@
 """Numbered migrations: a migrated database matches the models, on SQLite and PostgreSQL."""
 
 import peewee
+import pytest
 
 from models import ALL_MODELS, open_database
 from models.migrations import applied, available, pending, upgrade
@@ -58,3 +59,23 @@ def test_upgrade_records_history_and_is_idempotent(database):
     assert pending(database) == []
     assert upgrade(database) == []
     assert available()[0] == "m0001_initial"
+
+
+def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path):
+    database = open_database(f"sqlite:///{tmp_path / 'pragmas.db'}")
+    upgrade(database)
+    assert database.execute_sql("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert database.execute_sql("PRAGMA foreign_keys").fetchone()[0] == 1
+
+
+def test_foreign_keys_are_enforced(database):
+    from models import Account, Organisation
+
+    organisation = Organisation.create(slug="acme", name="Acme")
+    Account.create(organisation=organisation, username="ann")
+    child = Organisation.create(slug="child", name="Child", parent=organisation)
+    with pytest.raises(peewee.IntegrityError), database.atomic():
+        organisation.delete_instance()  # a child organisation still points at it
+    child.delete_instance()
+    organisation.delete_instance()
+    assert Account.select().count() == 0  # accounts go with their organisation
