@@ -91,16 +91,30 @@ def _init_database(app: Flask) -> None:
 
 
 def _init_extensions(app: Flask) -> None:
+    from blueprints.auth import cookies
+
     csrf.init_app(app)
     htmx.init_app(app)
+    cookies.init_app(app)
+    # Navigation shows only the areas that exist in this build.
+    app.jinja_env.globals["view_functions"] = app.view_functions
+
+    @app.context_processor
+    def _form_macros():
+        # Available in every template and in blocks rendered alone for HTMX, where a
+        # template's own top-level {% from ... import %} is not in scope.
+        module = app.jinja_env.get_template("_macros.html").module
+        return {"field": module.field, "csrf_button": module.csrf_button}
 
 
 def _register_blueprints(app: Flask) -> None:
+    from blueprints.admin import bp as admin_bp
     from blueprints.auth import bp as auth_bp
     from blueprints.core import bp as core_bp
 
     app.register_blueprint(core_bp)
     app.register_blueprint(auth_bp)
+    app.register_blueprint(admin_bp)
     if app.config["DEVELOPMENT"]:
         # The dev inbox reads captured mail from disk: it must never exist in production.
         from blueprints.devmail import bp as devmail_bp

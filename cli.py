@@ -56,6 +56,37 @@ def port_free(host: str, port: int) -> bool:
 db_cli = AppGroup("db", help="Database schema.")
 config_cli = AppGroup("config", help="Configuration as code (TOML).")
 audit_cli = AppGroup("audit", help="The audit log.")
+admin_cli = AppGroup("admin", help="Administrator accounts.")
+
+
+@admin_cli.command("create")
+@click.option("--organisation", "slug", required=True, help="Account ID (slug) of the organisation.")
+@click.option("--organisation-name", help="Create the organisation with this name if it does not exist yet.")
+@click.option("--username", required=True)
+@click.option("--email", required=True)
+@click.option("--role", type=click.Choice(["owner", "technician"]), default="owner", show_default=True)
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
+              help="Prompted for when not given; use the prompt rather than the command line.")
+def admin_create(slug, organisation_name, username, email, role, password):
+    """Create an owner (or technician) account with a password."""
+    from models import Organisation
+    from services.accounts import AccountError, create_local
+
+    connect_database()
+    organisation = Organisation.get_or_none(Organisation.slug == slug)
+    if organisation is None:
+        if not organisation_name:
+            raise click.ClickException(
+                f"there is no organisation {slug!r}: create it with --organisation-name NAME or `config import`"
+            )
+        organisation = Organisation.create(slug=slug, name=organisation_name)
+    if len(password) < 12:
+        raise click.ClickException("an administrator's password must be at least 12 characters long")
+    try:
+        account = create_local(organisation, username, email, role=role, password=password, actor="cli")
+    except AccountError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"created {account.role} {account.username} in {organisation.slug}")
 
 
 @db_cli.command("upgrade")
@@ -177,6 +208,7 @@ def dev():
     if applied:
         click.echo(f"database migrated: {', '.join(applied)}")
     import_config(demo.demo_config(config["DEV_LDAP_PORT"], config["DEV_SMTP_PORT"]))
+    demo.ensure_demo_admin()
     database.close()
 
     maildir = Path(config.get("DEV_MAILDIR") or Path(app.instance_path) / "devmail")
@@ -204,6 +236,7 @@ def dev():
                     f"  SMTP capture    {host}:{smtp_capture.port}  → {maildir}",
                     f"  Demo users      {users}",
                     f"                  (organisation '{demo.DEMO_ORGANISATION}', password '{demo.DEMO_PASSWORD}')",
+                    f"  Demo admin      {demo.DEMO_ADMIN} / {demo.DEMO_PASSWORD}  → {base}/login/password",
                     "",
                     "  Ctrl-C stops everything.",
                     "",
@@ -234,5 +267,5 @@ def _interrupt_on_signals() -> None:
 
 def register_commands(app: Flask) -> None:
     """Attach the commands to ``app.cli``."""
-    for command in (db_cli, config_cli, audit_cli, mail_worker, dev):
+    for command in (db_cli, config_cli, audit_cli, admin_cli, mail_worker, dev):
         app.cli.add_command(command)

@@ -13,6 +13,7 @@ DEMO_CONFIG = Path(__file__).resolve().parent / "demo.toml"
 DEMO_BASE_DN = "dc=acme,dc=test"
 DEMO_PASSWORD = "demo-password"
 DEMO_ORGANISATION = "acme"
+DEMO_ADMIN = "admin"
 
 
 def demo_config(ldap_port: int, smtp_port: int) -> str:
@@ -79,4 +80,16 @@ def demo_summary(config) -> dict:
         "smtp": f"127.0.0.1:{config['DEV_SMTP_PORT']}",
         "users": demo_users(),
         "password": DEMO_PASSWORD,
+        "admin": DEMO_ADMIN,
     }
+
+
+def ensure_demo_admin() -> None:
+    """Create the demo organisation's local owner ``admin`` (password ``demo-password``) once."""
+    from models import Account, Organisation
+    from services.accounts import create_local
+
+    organisation = Organisation.get(Organisation.slug == DEMO_ORGANISATION)
+    if not Account.select().where((Account.organisation == organisation) & (Account.username == DEMO_ADMIN)).exists():
+        create_local(organisation, DEMO_ADMIN, "admin@acme.test", role="owner", display_name="Demo admin",
+                     password=DEMO_PASSWORD, actor="make run")

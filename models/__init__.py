@@ -4,16 +4,22 @@ Models import nothing from Flask; ``create_app`` binds ``db`` to a database.
 """
 
 from .account import ROLES, SOURCES, STATUSES, Account
+from .approvals import FIRST_FACTORS, PROFILE_KINDS, ApprovalProfile, Policy, ProfileDirectory, ProfileMailServer
 from .connections import SMTP_SECURITY, TLS_MODES, Directory, MailServer
 from .db import DatabaseURLError, JSONField, db, is_postgres, open_database, utcnow
 from .organisation import Organisation
 from .records import OUTBOX_STATUSES, AuditEvent, OutboxMessage
+from .sessions import UserSession
 
 # In dependency order: create_tables and the schema comparison test use this list.
-ALL_MODELS = [Organisation, Directory, MailServer, Account, AuditEvent, OutboxMessage]
+ALL_MODELS = [
+    Organisation, Directory, MailServer, Account, AuditEvent, OutboxMessage,
+    ApprovalProfile, ProfileMailServer, ProfileDirectory, Policy, UserSession,
+]
 
 __all__ = [
-    "ALL_MODELS", "Account", "AuditEvent", "DatabaseURLError", "Directory", "JSONField",
+    "ALL_MODELS", "Account", "ApprovalProfile", "FIRST_FACTORS", "PROFILE_KINDS", "Policy",
+    "ProfileDirectory", "ProfileMailServer", "UserSession", "AuditEvent", "DatabaseURLError", "Directory", "JSONField",
     "MailServer", "OUTBOX_STATUSES", "Organisation", "OutboxMessage", "ROLES",
     "SMTP_SECURITY", "SOURCES", "STATUSES", "TLS_MODES", "db", "is_postgres",
     "open_database", "utcnow",

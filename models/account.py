@@ -30,6 +30,8 @@ class Account(BaseModel):
     created_at = peewee.DateTimeField(default=utcnow)
     updated_at = peewee.DateTimeField(default=utcnow)
     last_sign_in_at = peewee.DateTimeField(null=True)
+    password_hash = peewee.CharField(max_length=255, null=True)
+    password_changed_at = peewee.DateTimeField(null=True)
 
     class Meta:
         indexes = ((("organisation", "username"), True),)

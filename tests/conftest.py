@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.support.slapd",
     "tests.support.smtp",
     "tests.support.browser",
+    "tests.support.factories",
 ]

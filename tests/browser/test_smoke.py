@@ -119,7 +119,7 @@ def test_login_htmx_validation_and_unavailable_notice(live_server, page):
     snap(page, "login")
     mark_document(page)
 
-    page.get_by_role("button", name="Continue").click()
+    page.get_by_role("button", name="Email me a sign-in link").click()
     error = page.locator("#login-form .field-error")
     expect(error).to_have_text("Enter your username or email address.", timeout=TIMEOUT)
     expect(page.locator("#login-form .field")).to_have_class(re.compile(r"\bfield-invalid\b"), timeout=TIMEOUT)
@@ -129,9 +129,9 @@ def test_login_htmx_validation_and_unavailable_notice(live_server, page):
     snap(page, "login-error")
 
     page.get_by_label("Username or email").fill("ann@acme.test")
-    page.get_by_role("button", name="Continue").click()
+    page.get_by_role("button", name="Email me a sign-in link").click()
     notice = page.locator("#login-form .notice")
-    expect(notice).to_contain_text("Sign-in is not available yet", timeout=TIMEOUT)
+    expect(notice).to_contain_text("Email sign-in is not available yet", timeout=TIMEOUT)
     expect(error).to_have_count(0)
     assert_same_document(page)
     snap(page, "login-unavailable")

@@ -45,9 +45,9 @@ def test_login_answer_is_the_same_for_any_identifier(client):
     first = client.post("/login", {"identifier": "olivia"})
     second = client.post("/login", {"identifier": "nobody-at-all"})
     assert first.status_code == second.status_code == 200
-    assert "Sign-in is not available yet" in first.get_data(as_text=True)
+    assert "Email sign-in is not available yet" in first.get_data(as_text=True)
     strip = lambda r: r.get_data(as_text=True).replace(client.csrf_token, "")  # noqa: E731
-    assert strip(first).count("Sign-in is not available yet") == strip(second).count("Sign-in is not available yet")
+    assert strip(first).count("Email sign-in is not available yet") == strip(second).count("Email sign-in is not available yet")
 
 
 def test_oversize_identifier_is_refused_clearly(client):

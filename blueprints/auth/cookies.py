@@ -1,0 +1,83 @@
+"""The sign-in cookie: flask-login reads the account from the server-side session it names."""
+
+from __future__ import annotations
+
+from flask import Flask, after_this_request, current_app, g, request, session
+from flask_login import LoginManager
+
+from services import sessions
+
+COOKIE_NAME = "gatehouse_session"
+login_manager = LoginManager()
+
+
+class SignedInUser:
+    """The flask-login user: an account plus the session it signed in with."""
+
+    def __init__(self, user_session):
+        self.session = user_session
+        self.account = user_session.account
+
+    is_authenticated = True
+    is_active = True
+    is_anonymous = False
+
+    def get_id(self) -> str:
+        return str(self.account.id)
+
+    @property
+    def is_admin(self) -> bool:
+        """Owners and technicians manage the organisation's settings."""
+        return self.account.role in ("owner", "technician")
+
+
+def init_app(app: Flask) -> None:
+    """Install flask-login with the cookie-based loader."""
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = "Sign in to see that page."
+    login_manager.login_message_category = "info"
+
+    @login_manager.user_loader
+    def _never(_user_id):
+        # Accounts are only ever loaded from the server-side session cookie.
+        return None
+
+    @login_manager.request_loader
+    def _from_cookie(req):
+        user_session = sessions.load(req.cookies.get(COOKIE_NAME))
+        return SignedInUser(user_session) if user_session else None
+
+
+def client_ip() -> str:
+    """The client's address as the WSGI server saw it (ProxyFix decides what to trust)."""
+    return request.remote_addr or ""
+
+
+def sign_in(account, method: str) -> None:
+    """Start a new server-side session for ``account`` and set its cookie on this response.
+
+    The Flask session (flashes, CSRF token) is cleared too, so nothing from before the
+    sign-in carries over."""
+    token = sessions.start(account, method, ip=client_ip(), user_agent=request.user_agent.string)
+    session.clear()
+    g.pop("_login_user", None)
+
+    @after_this_request
+    def _set_cookie(response):
+        response.set_cookie(
+            COOKIE_NAME, token, httponly=True, samesite="Lax",
+            secure=current_app.config.get("SESSION_COOKIE_SECURE", False), path="/",
+        )
+        return response
+
+
+def sign_out() -> None:
+    """End the current server-side session and remove its cookie."""
+    sessions.end(request.cookies.get(COOKIE_NAME))
+    session.clear()
+
+    @after_this_request
+    def _clear_cookie(response):
+        response.delete_cookie(COOKIE_NAME, path="/")
+        return response

@@ -1,0 +1,122 @@
+"""Password sign-in, server-side sessions, sign-out, and the admin console's guard."""
+
+import pytest
+
+from models import AuditEvent, UserSession
+from services import sessions
+from tests.support.factories import PASSWORD, sign_in
+
+
+@pytest.fixture
+def ann(create_organisation, create_account):
+    return create_account(create_organisation("acme", "Acme"), "ann")
+
+
+def test_password_sign_in_lands_on_the_account_page(client, ann):
+    response = sign_in(client, "ann")
+    assert response.headers["Location"] == "/account"
+    page = client.get("/account").get_data(as_text=True)
+    assert "You are signed in to <strong>Acme</strong>" in page
+    assert "Password" in page and "ann@acme.test" in page
+    cookie = response.headers.getlist("Set-Cookie")
+    assert any(c.startswith("gatehouse_session=") and "HttpOnly" in c and "SameSite=Lax" in c for c in cookie)
+
+
+def test_sign_in_by_email_address_is_case_insensitive(client, ann):
+    sign_in(client, "ANN@acme.test")
+    assert client.get("/account").status_code == 200
+
+
+@pytest.mark.parametrize("username, password", [("ann", "wrong password"), ("nobody", PASSWORD), ("ann", "")])
+def test_wrong_credentials_get_one_message(client, ann, username, password):
+    client.get("/login/password")
+    response = client.post("/login/password", {"identifier": username, "password": password})
+    assert response.status_code == 422
+    html = response.get_data(as_text=True)
+    assert ("Wrong username or password." in html) or ("Enter your password." in html)
+    assert "gatehouse_session=" not in response.headers.get("Set-Cookie", "")
+
+
+def test_unknown_and_wrong_password_answers_are_identical(client, ann):
+    client.get("/login/password")
+    first = client.post("/login/password", {"identifier": "ann", "password": "nope"})
+    second = client.post("/login/password", {"identifier": "nobody", "password": "nope"})
+    strip = lambda r: r.get_data(as_text=True).replace(client.csrf_token, "").replace('value="ann"', 'value="nobody"')  # noqa: E731
+    assert first.status_code == second.status_code == 422
+    assert strip(first) == strip(second)
+
+
+def test_failed_and_successful_sign_ins_are_audited_without_the_password(client, app, ann):
+    client.get("/login/password")
+    client.post("/login/password", {"identifier": "ann", "password": "not-it"})
+    sign_in(client, "ann")
+    with app.app_context():
+        actions = [(e.action, e.outcome) for e in AuditEvent.select().order_by(AuditEvent.id)]
+        assert ("sign_in.password", "failure") in actions and ("sign_in.completed", "success") in actions
+        assert not any("not-it" in str(e.details) or PASSWORD in str(e.details) for e in AuditEvent.select())
+
+
+def test_inactive_account_cannot_sign_in(client, app, ann):
+    with app.app_context():
+        type(ann).update(status="inactive").where(type(ann).id == ann.id).execute()
+    client.get("/login/password")
+    assert client.post("/login/password", {"identifier": "ann", "password": PASSWORD}).status_code == 422
+
+
+def test_sign_in_rotates_the_session_and_sign_out_kills_the_old_cookie(client, app, ann):
+    sign_in(client, "ann")
+    first = client.client.get_cookie("gatehouse_session").value
+    sign_in(client, "ann")
+    second = client.client.get_cookie("gatehouse_session").value
+    assert first != second
+
+    client.get("/account")
+    response = client.post("/logout", {})
+    assert response.status_code == 303
+    assert client.client.get_cookie("gatehouse_session") is None
+    # Replaying the old cookie after sign-out does not work.
+    client.client.set_cookie("gatehouse_session", second)
+    assert client.get("/account").status_code == 302
+    with app.app_context():
+        assert UserSession.get(UserSession.token_hash == sessions.token_hash(second)).ended_at is not None
+
+
+def test_idle_session_expires(client, app, ann):
+    sign_in(client, "ann")
+    token = client.client.get_cookie("gatehouse_session").value
+    with app.app_context():
+        session = UserSession.get(UserSession.token_hash == sessions.token_hash(token))
+        UserSession.update(last_seen_at=session.last_seen_at - sessions.IDLE_TIMEOUT).where(UserSession.id == session.id).execute()
+    assert client.get("/account").status_code == 302
+
+
+def test_next_only_goes_to_this_site(client, ann):
+    for target, expected in [("/admin/", "/admin/"), ("//evil.test/x", "/account"), ("https://evil.test/", "/account"), ("/\\evil.test", "/account")]:
+        client.get(f"/login/password?next={target}")
+        response = client.post("/login/password", {"identifier": "ann", "password": PASSWORD, "next": target})
+        assert response.headers["Location"] == expected, target
+
+
+def test_account_page_needs_sign_in(client):
+    response = client.get("/account")
+    assert response.status_code == 302 and response.headers["Location"].startswith("/login")
+
+
+def test_identifier_page_leads_to_the_password_page(client):
+    client.get("/login")
+    response = client.post("/login", {"identifier": "ann", "method": "password"})
+    assert response.status_code == 303
+    assert response.headers["Location"].startswith("/login/password?identifier=ann")
+
+
+@pytest.mark.parametrize("role, status", [("owner", 200), ("technician", 200), ("team", 403), ("user", 403)])
+def test_admin_console_is_for_owners_and_technicians(client, create_organisation, create_account, role, status):
+    create_account(create_organisation("acme"), "pat", role=role)
+    sign_in(client, "pat")
+    assert client.get("/admin/").status_code == status
+
+
+def test_admin_console_sends_strangers_to_sign_in(client):
+    response = client.get("/admin/mail-servers")
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/login?next=/admin/mail-servers"
