@@ -29,4 +29,4 @@ def actor() -> str:
     return current_user.account.username
 
 
-from . import home, mail_servers  # noqa: E402,F401
+from . import directories, home, mail_servers, policies, profiles  # noqa: E402,F401

@@ -1,0 +1,3 @@
+"""Admin: directories (being built)."""
+
+from . import bp  # noqa: F401

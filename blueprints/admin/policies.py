@@ -1,0 +1,3 @@
+"""Admin: policies (being built)."""
+
+from . import bp  # noqa: F401

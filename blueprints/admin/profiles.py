@@ -1,0 +1,3 @@
+"""Admin: profiles (being built)."""
+
+from . import bp  # noqa: F401
