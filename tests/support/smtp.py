@@ -278,38 +278,32 @@ def smtp_tls_material(tmp_path_factory) -> TLSMaterial:
     return make_tls_material(tmp_path_factory.mktemp("smtp-tls"))
 
 
-@pytest.fixture
-def smtp_server():
-    """Plain SMTP server (no TLS, no auth) on an ephemeral loopback port."""
-    server = SMTPTestServer()
+def _running(server: SMTPTestServer):
+    """Start ``server`` for one test and stop it afterwards, whatever happens."""
     server.start()
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def smtp_server():
+    """Plain SMTP server (no TLS, no auth) on an ephemeral loopback port."""
+    yield from _running(SMTPTestServer())
 
 
 @pytest.fixture
 def smtp_tls_server(smtp_tls_material):
     """SMTP server requiring STARTTLS, then AUTH PLAIN/LOGIN as mailer/mail-secret."""
-    server = SMTPTestServer(
-        mode="starttls", tls=smtp_tls_material, username=SMTP_USERNAME, password=SMTP_PASSWORD
+    yield from _running(
+        SMTPTestServer(mode="starttls", tls=smtp_tls_material, username=SMTP_USERNAME, password=SMTP_PASSWORD)
     )
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
 def smtp_ssl_server(smtp_tls_material):
     """SMTPS (implicit TLS) server with AUTH PLAIN/LOGIN as mailer/mail-secret."""
-    server = SMTPTestServer(
-        mode="ssl", tls=smtp_tls_material, username=SMTP_USERNAME, password=SMTP_PASSWORD
+    yield from _running(
+        SMTPTestServer(mode="ssl", tls=smtp_tls_material, username=SMTP_USERNAME, password=SMTP_PASSWORD)
     )
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
