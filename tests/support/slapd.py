@@ -135,12 +135,21 @@ class Slapd:
     admin_password: str = ADMIN_PASSWORD
     corp_admin_dn: str = CORP_ADMIN_DN
     pid: int | None = None
+    tls_port: int | None = None  # ldaps:// listener when TLS material was given
+    ca_file: Path | None = None  # what clients must trust for StartTLS and LDAPS
     _proc: subprocess.Popen | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
         """``ldap://127.0.0.1:PORT``."""
         return f"ldap://127.0.0.1:{self.port}"
+
+    @property
+    def ldaps_url(self) -> str:
+        """``ldaps://127.0.0.1:TLS_PORT`` (only when started with TLS material)."""
+        if self.tls_port is None:
+            raise RuntimeError("this slapd was started without TLS")
+        return f"ldaps://127.0.0.1:{self.tls_port}"
 
     @property
     def log_path(self) -> Path:
@@ -151,9 +160,10 @@ class Slapd:
         """(Re)start slapd on the same port with the same data; wait until it accepts."""
         if self._proc is not None and self._proc.poll() is None:
             raise RuntimeError(f"slapd already running (pid {self.pid})")
+        listeners = f"{self.url}/" + (f" {self.ldaps_url}/" if self.tls_port else "")
         with open(self.log_path, "ab") as log:
             self._proc = subprocess.Popen(
-                [str(SLAPD_BIN), "-f", str(self.conf), "-h", f"{self.url}/", "-d", "0"],
+                [str(SLAPD_BIN), "-f", str(self.conf), "-h", listeners, "-d", "0"],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -195,9 +205,15 @@ class Slapd:
             return "(no log)"
 
 
-def _write_conf(workdir: Path) -> Path:
+def _write_conf(workdir: Path, tls=None) -> Path:
     lines = [f"include {SCHEMA_DIR / name}" for name in (
         "core.schema", "cosine.schema", "inetorgperson.schema", "nis.schema")]
+    if tls is not None:
+        lines += [
+            f"TLSCertificateFile {tls.cert_file}",
+            f"TLSCertificateKeyFile {tls.key_file}",
+            f"TLSCACertificateFile {tls.ca_file}",
+        ]
     lines += [
         f"include {FIXTURES / 'ad.schema'}",
         f"modulepath {MODULE_DIR}",
@@ -265,8 +281,11 @@ def _add_groups(slapd: Slapd, rootdn: str, ldif_text: str) -> None:
         conn.unbind()
 
 
-def start_slapd(workdir: Path, port: int | None = None) -> Slapd:
+def start_slapd(workdir: Path, port: int | None = None, tls=None) -> Slapd:
     """Build config + databases in ``workdir``, start slapd, load the fixtures.
+
+    With ``tls`` (a TLSMaterial: cert_file, key_file, ca_file) slapd also offers
+    StartTLS on its ldap:// port and listens on an ldaps:// port.
 
     Returns a running :class:`Slapd`; calls ``pytest.fail`` (after killing
     anything it started) if slapd is missing or does not come up.
@@ -275,7 +294,7 @@ def start_slapd(workdir: Path, port: int | None = None) -> Slapd:
         pytest.fail(NOT_INSTALLED, pytrace=False)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    conf = _write_conf(workdir)
+    conf = _write_conf(workdir, tls)
     group_ldifs = []
     for suffix, ldif_name, rootdn in DATABASES:
         base, groups = split_ldif((FIXTURES / ldif_name).read_text(encoding="utf-8"))
@@ -284,7 +303,8 @@ def start_slapd(workdir: Path, port: int | None = None) -> Slapd:
         _run([str(SLAPADD_BIN), "-f", str(conf), "-b", suffix, "-l", str(base_path)],
              f"slapadd of {ldif_name}")
         group_ldifs.append((rootdn, groups))
-    server = Slapd(workdir=workdir, conf=conf, port=port or free_port())
+    server = Slapd(workdir=workdir, conf=conf, port=port or free_port(),
+                   tls_port=free_port() if tls is not None else None, ca_file=tls.ca_file if tls is not None else None)
     server.start()
     try:
         for rootdn, groups in group_ldifs:
@@ -327,9 +347,10 @@ def raw_simple_bind(port: int, dn: str, password: str, host: str = "127.0.0.1") 
 
 
 @pytest.fixture(scope="session")
-def slapd(tmp_path_factory) -> Slapd:
-    """One real slapd per test session serving dc=example,dc=org and dc=corp,dc=example."""
-    server = start_slapd(tmp_path_factory.mktemp("slapd"))
+def slapd(tmp_path_factory, smtp_tls_material) -> Slapd:
+    """One real slapd per test session serving dc=example,dc=org and dc=corp,dc=example,
+    with StartTLS and an ldaps:// port (certificate for 127.0.0.1, trusted via ``ca_file``)."""
+    server = start_slapd(tmp_path_factory.mktemp("slapd"), tls=smtp_tls_material)
     try:
         yield server
     finally:
