@@ -10,16 +10,17 @@ from .db import DatabaseURLError, JSONField, db, is_postgres, open_database, utc
 from .organisation import Organisation
 from .records import OUTBOX_STATUSES, AuditEvent, OutboxMessage
 from .sessions import UserSession
+from .signin import REQUEST_KINDS, REQUEST_STATUSES, SignInRequest
 
 # In dependency order: create_tables and the schema comparison test use this list.
 ALL_MODELS = [
     Organisation, Directory, MailServer, Account, AuditEvent, OutboxMessage,
-    ApprovalProfile, ProfileMailServer, ProfileDirectory, Policy, UserSession,
+    ApprovalProfile, ProfileMailServer, ProfileDirectory, Policy, UserSession, SignInRequest,
 ]
 
 __all__ = [
     "ALL_MODELS", "Account", "ApprovalProfile", "FIRST_FACTORS", "PROFILE_KINDS", "Policy",
-    "ProfileDirectory", "ProfileMailServer", "UserSession", "AuditEvent", "DatabaseURLError", "Directory", "JSONField",
+    "ProfileDirectory", "ProfileMailServer", "REQUEST_KINDS", "REQUEST_STATUSES", "SignInRequest", "UserSession", "AuditEvent", "DatabaseURLError", "Directory", "JSONField",
     "MailServer", "OUTBOX_STATUSES", "Organisation", "OutboxMessage", "ROLES",
     "SMTP_SECURITY", "SOURCES", "STATUSES", "TLS_MODES", "db", "is_postgres",
     "open_database", "utcnow",

@@ -1,0 +1,47 @@
+"""Sign-in requests (email link and manager approval)."""
+
+import peewee
+
+
+def upgrade(database, migrator):
+    """Create the sign_in_request table."""
+
+    class Base(peewee.Model):
+        class Meta:
+            database = None
+            legacy_table_names = False
+
+    class Organisation(Base):
+        class Meta:
+            table_name = "organisation"
+
+    class Account(Base):
+        class Meta:
+            table_name = "account"
+
+    class ApprovalProfile(Base):
+        class Meta:
+            table_name = "approval_profile"
+
+    class SignInRequest(Base):
+        public_id = peewee.CharField(max_length=43, unique=True)
+        organisation = peewee.ForeignKeyField(Organisation, on_delete="CASCADE")
+        account = peewee.ForeignKeyField(Account, on_delete="CASCADE")
+        profile = peewee.ForeignKeyField(ApprovalProfile, null=True, on_delete="SET NULL")
+        kind = peewee.CharField(max_length=16)
+        status = peewee.CharField(max_length=16)
+        token_hash = peewee.CharField(max_length=64, unique=True)
+        binding_hash = peewee.CharField(max_length=64)
+        approver_email = peewee.CharField(max_length=320, null=True)
+        ip = peewee.CharField(max_length=64)
+        user_agent = peewee.CharField(max_length=512)
+        created_at = peewee.DateTimeField()
+        expires_at = peewee.DateTimeField()
+        decided_at = peewee.DateTimeField(null=True)
+        completed_at = peewee.DateTimeField(null=True)
+
+        class Meta:
+            indexes = ((("account", "status"), False),)
+
+    with database.bind_ctx([SignInRequest]):
+        database.create_tables([SignInRequest])

@@ -1,0 +1,135 @@
+"""Sign-in requests: create them, and move them through their states safely.
+
+States: pending → approved → completed, or pending → denied / expired / cancelled.
+Every transition is ONE conditional UPDATE (``... WHERE status = 'pending' AND
+expires_at > now``), so when a link is confirmed twice at once, or confirmed and denied
+at once, exactly one of them happens. A session is only ever handed to the browser that
+holds the request's binding secret (``complete``); confirming elsewhere only approves.
+Reading a request (the confirmation page behind GET and HEAD) never changes it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from dataclasses import dataclass
+
+from models import Account, ApprovalProfile, SignInRequest, utcnow
+
+from . import tokens
+
+FINAL_STATUSES = ("denied", "expired", "completed", "cancelled")
+
+
+@dataclass
+class Created:
+    """A new request plus the two secrets that exist only in the email and the cookie."""
+
+    request: SignInRequest
+    link_token: str
+    binding_secret: str
+
+
+def create(
+    account: Account, profile: ApprovalProfile | None, kind: str, *, lifetime_minutes: int,
+    approver_email: str | None = None, ip: str = "", user_agent: str = "",
+) -> Created:
+    """Create a pending request for ``account``."""
+    if kind not in ("user", "manager"):
+        raise ValueError(f"kind must be 'user' or 'manager', not {kind!r}")
+    link_token, link_hash = tokens.new_token()
+    binding_secret, binding_hash = tokens.new_token()
+    now = utcnow()
+    request = SignInRequest.create(
+        public_id=secrets.token_urlsafe(16), organisation=account.organisation_id, account=account,
+        profile=profile, kind=kind, status="pending", token_hash=link_hash, binding_hash=binding_hash,
+        approver_email=approver_email, ip=ip[:64], user_agent=user_agent[:512], created_at=now,
+        expires_at=now + dt.timedelta(minutes=lifetime_minutes),
+    )
+    return Created(request, link_token, binding_secret)
+
+
+def by_token(token: str | None) -> SignInRequest | None:
+    """The request an emailed link points to, unchanged (for the confirmation page)."""
+    if not tokens.plausible(token):
+        return None
+    return SignInRequest.get_or_none(SignInRequest.token_hash == tokens.hash_token(token))
+
+
+def by_public_id(public_id: str | None) -> SignInRequest | None:
+    """The request a waiting page polls."""
+    if not tokens.plausible(public_id):
+        return None
+    return SignInRequest.get_or_none(SignInRequest.public_id == public_id)
+
+
+def expire_if_due(request: SignInRequest, now: dt.datetime | None = None) -> SignInRequest:
+    """Mark a pending request past its lifetime as expired (on the server clock)."""
+    now = now or utcnow()
+    if request.status == "pending" and request.expires_at <= now:
+        SignInRequest.update(status="expired", decided_at=now).where(
+            (SignInRequest.id == request.id) & (SignInRequest.status == "pending")
+        ).execute()
+        request = SignInRequest.get_by_id(request.id)
+    return request
+
+
+def _decide(token: str | None, new_status: str) -> tuple[str, SignInRequest | None]:
+    request = by_token(token)
+    if request is None:
+        return "unknown", None
+    now = utcnow()
+    won = SignInRequest.update(status=new_status, decided_at=now).where(
+        (SignInRequest.id == request.id)
+        & (SignInRequest.status == "pending")
+        & (SignInRequest.expires_at > now)
+    ).execute()
+    request = expire_if_due(SignInRequest.get_by_id(request.id), now)
+    if won:
+        return new_status, request
+    return ("expired" if request.status == "expired" else "used"), request
+
+
+def approve(token: str | None) -> tuple[str, SignInRequest | None]:
+    """Approve through the emailed link (the user's own, or the manager's).
+
+    Returns ("approved", request) for exactly one caller; otherwise "expired", "used"
+    (already approved, denied, cancelled or completed) or "unknown"."""
+    return _decide(token, "approved")
+
+
+def deny(token: str | None) -> tuple[str, SignInRequest | None]:
+    """Deny through the emailed link ("This wasn't me" / the manager's Deny)."""
+    return _decide(token, "denied")
+
+
+def complete(request: SignInRequest, binding_secret: str | None) -> bool:
+    """Hand out the session: True for exactly one call, and only from the browser whose
+    binding secret matches an approved request."""
+    if not tokens.matches(binding_secret, request.binding_hash):
+        return False
+    return bool(
+        SignInRequest.update(status="completed", completed_at=utcnow()).where(
+            (SignInRequest.id == request.id)
+            & (SignInRequest.status == "approved")
+            & (SignInRequest.binding_hash == request.binding_hash)
+        ).execute()
+    )
+
+
+def cancel(request: SignInRequest, binding_secret: str | None) -> bool:
+    """The waiting browser gives up on a pending request."""
+    if not tokens.matches(binding_secret, request.binding_hash):
+        return False
+    return bool(
+        SignInRequest.update(status="cancelled", decided_at=utcnow()).where(
+            (SignInRequest.id == request.id) & (SignInRequest.status == "pending")
+        ).execute()
+    )
+
+
+def status_for(request: SignInRequest, binding_secret: str | None) -> str | None:
+    """The current status as the waiting browser may see it (None without its binding)."""
+    if not tokens.matches(binding_secret, request.binding_hash):
+        return None
+    return expire_if_due(SignInRequest.get_by_id(request.id)).status
