@@ -74,6 +74,7 @@ def _init_database(app: Flask) -> None:
     db.initialize(database)
     app.extensions["gatehouse.database"] = database
     crypto.configure(app.config["SECRET_KEY"])
+    _init_rate_limits(app)
 
     @app.before_request
     def _connect():
@@ -88,6 +89,16 @@ def _init_database(app: Flask) -> None:
                 db.close()
             except peewee.PeeweeException:
                 pass
+
+
+def _init_rate_limits(app: Flask) -> None:
+    from services import ratelimit
+
+    try:
+        # Keyed with the secret so a Redis reader cannot test emails or IPs against the hashes.
+        ratelimit.configure(app.config["REDIS_URL"], secret=app.config["SECRET_KEY"].encode("utf-8"))
+    except ratelimit.RateLimitConfigError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _init_extensions(app: Flask) -> None:

@@ -234,3 +234,11 @@ def test_dev_runs_everything_and_ctrl_c_stops_it(tmp_path):
     assert "Demo users      olivia" in output
     assert "stopped Gatehouse, the embedded LDAP server, the SMTP capture and the mail worker" in output
     assert not any(port_open(port) for port in ports)
+
+
+def test_unreachable_redis_stops_with_one_line():
+    env = {"GATEHOUSE_ENV": "testing", "GATEHOUSE_SECRET_KEY": "k" * 40, "GATEHOUSE_DATABASE_URL": "sqlite:////tmp/unused-gatehouse.db",
+           "GATEHOUSE_REDIS_URL": "redis://:hunter2@127.0.0.1:1/0"}
+    line = one_line_error(flask("db", "status", env=env))
+    assert line.startswith("gatehouse: GATEHOUSE_REDIS_URL=") and "Connection refused" in line
+    assert "hunter2" not in line
