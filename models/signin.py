@@ -19,7 +19,8 @@ class SignInRequest(BaseModel):
 
     public_id = peewee.CharField(max_length=43, unique=True)
     organisation = peewee.ForeignKeyField(Organisation, backref="sign_in_requests", on_delete="CASCADE")
-    account = peewee.ForeignKeyField(Account, backref="sign_in_requests", on_delete="CASCADE")
+    # NULL for a decoy: an unknown identifier gets a request that looks the same and sends nothing.
+    account = peewee.ForeignKeyField(Account, null=True, backref="sign_in_requests", on_delete="CASCADE")
     profile = peewee.ForeignKeyField(ApprovalProfile, null=True, backref="sign_in_requests", on_delete="SET NULL")
     kind = peewee.CharField(max_length=16)
     status = peewee.CharField(max_length=16, default="pending")
@@ -32,6 +33,10 @@ class SignInRequest(BaseModel):
     expires_at = peewee.DateTimeField()
     decided_at = peewee.DateTimeField(null=True)
     completed_at = peewee.DateTimeField(null=True)
+    # Manager approval whose first factor is the user's own email link: once the user
+    # confirms, a manager request follows with the same browser binding.
+    escalate = peewee.BooleanField(default=False)
+    followed_by = peewee.ForeignKeyField("self", null=True, backref="+", on_delete="SET NULL")
 
     class Meta:
         indexes = ((("account", "status"), False),)

@@ -14,7 +14,7 @@ import datetime as dt
 import secrets
 from dataclasses import dataclass
 
-from models import Account, ApprovalProfile, SignInRequest, utcnow
+from models import Account, ApprovalProfile, Organisation, SignInRequest, utcnow
 
 from . import tokens
 
@@ -31,20 +31,26 @@ class Created:
 
 
 def create(
-    account: Account, profile: ApprovalProfile | None, kind: str, *, lifetime_minutes: int,
-    approver_email: str | None = None, ip: str = "", user_agent: str = "",
+    organisation: Organisation, account: Account | None, profile: ApprovalProfile | None, kind: str, *,
+    lifetime_minutes: int, approver_email: str | None = None, ip: str = "", user_agent: str = "",
+    escalate: bool = False, binding_hash: str | None = None,
 ) -> Created:
-    """Create a pending request for ``account``."""
+    """Create a pending request for ``account`` (None: a decoy for an unknown identifier).
+
+    ``binding_hash`` continues an earlier request's browser binding (its secret is then
+    not known here and ``Created.binding_secret`` is None)."""
     if kind not in ("user", "manager"):
         raise ValueError(f"kind must be 'user' or 'manager', not {kind!r}")
     link_token, link_hash = tokens.new_token()
-    binding_secret, binding_hash = tokens.new_token()
+    binding_secret = None
+    if binding_hash is None:
+        binding_secret, binding_hash = tokens.new_token()
     now = utcnow()
     request = SignInRequest.create(
-        public_id=secrets.token_urlsafe(16), organisation=account.organisation_id, account=account,
+        public_id=secrets.token_urlsafe(24), organisation=organisation, account=account,
         profile=profile, kind=kind, status="pending", token_hash=link_hash, binding_hash=binding_hash,
         approver_email=approver_email, ip=ip[:64], user_agent=user_agent[:512], created_at=now,
-        expires_at=now + dt.timedelta(minutes=lifetime_minutes),
+        expires_at=now + dt.timedelta(minutes=lifetime_minutes), escalate=escalate,
     )
     return Created(request, link_token, binding_secret)
 

@@ -26,7 +26,7 @@ def upgrade(database, migrator):
     class SignInRequest(Base):
         public_id = peewee.CharField(max_length=43, unique=True)
         organisation = peewee.ForeignKeyField(Organisation, on_delete="CASCADE")
-        account = peewee.ForeignKeyField(Account, on_delete="CASCADE")
+        account = peewee.ForeignKeyField(Account, null=True, on_delete="CASCADE")
         profile = peewee.ForeignKeyField(ApprovalProfile, null=True, on_delete="SET NULL")
         kind = peewee.CharField(max_length=16)
         status = peewee.CharField(max_length=16)
@@ -39,6 +39,8 @@ def upgrade(database, migrator):
         expires_at = peewee.DateTimeField()
         decided_at = peewee.DateTimeField(null=True)
         completed_at = peewee.DateTimeField(null=True)
+        escalate = peewee.BooleanField()
+        followed_by = peewee.ForeignKeyField("self", null=True, on_delete="SET NULL")
 
         class Meta:
             indexes = ((("account", "status"), False),)

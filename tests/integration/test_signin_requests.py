@@ -16,7 +16,7 @@ def account(database):
 
 
 def new_request(account, minutes=15):
-    return signin_requests.create(account, None, "user", lifetime_minutes=minutes, ip="192.0.2.7", user_agent="Firefox")
+    return signin_requests.create(account.organisation, account, None, "user", lifetime_minutes=minutes, ip="192.0.2.7", user_agent="Firefox")
 
 
 def test_secrets_are_long_and_stored_only_as_hashes(account):
