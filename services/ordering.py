@@ -34,7 +34,6 @@ def move(siblings_query, item, direction: str) -> bool:
 def reorder(siblings_query, ordered_ids: list[int]) -> None:
     """Apply a complete new order given as ids (drag and drop). The ids must be exactly
     the list's items; anything else raises ValueError and changes nothing."""
-    model = siblings_query.model
     with db.atomic():
         items = {item.id: item for item in siblings_query}
         if sorted(ordered_ids) != sorted(items):

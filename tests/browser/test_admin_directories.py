@@ -13,7 +13,7 @@ from playwright.sync_api import expect
 from models import Directory, db
 from services import crypto
 from services.accounts import create_local
-from tests.browser.test_smoke import (
+from tests.support.browser import (
     TIMEOUT,
     ConsoleWatch,
     assert_same_document,

@@ -6,7 +6,6 @@ screenshot of every page visited."""
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -16,66 +15,9 @@ from playwright.sync_api import expect
 from devtools.smtp_capture import SMTPCapture, list_messages
 from models import MailServer, Organisation, db
 from services import mailer
+from tests.support.browser import TIMEOUT, ConsoleWatch, assert_same_document, mark_document, snap
 
 pytestmark = pytest.mark.browser
-
-TIMEOUT = 10_000  # ms, for every expect()
-# Records CSP violations in the page itself (init scripts are not subject to the CSP).
-CSP_WATCH = """
-window.__cspViolations = [];
-document.addEventListener("securitypolicyviolation", function (e) {
-  window.__cspViolations.push(
-    e.violatedDirective + " " + (e.blockedURI || "inline") + " at " + (e.sourceFile || "?") + ":" + e.lineNumber
-    + (e.sample ? " (" + e.sample + ")" : "")
-  );
-});
-"""
-
-
-def snap(page, name: str) -> None:
-    """Keep a full-page screenshot when GATEHOUSE_SCREENSHOT_DIR is set.
-
-    ``caret="initial"``: hiding the caret leaves ``style=""`` on inputs, which htmx copies
-    onto swapped-in elements with the same id, a (test-made) ``style-src-attr`` violation."""
-    directory = os.environ.get("GATEHOUSE_SCREENSHOT_DIR")
-    if directory:
-        Path(directory).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(directory) / f"{name}.png"), full_page=True, caret="initial")
-
-
-class ConsoleWatch:
-    """Collects console errors, uncaught page errors and CSP violations of a page.
-
-    ``expected_statuses``: HTTP statuses the test provokes on purpose (a 422 form answer);
-    Chromium logs each as "Failed to load resource", which is not a page error."""
-
-    def __init__(self, page, expected_statuses: tuple[int, ...] = ()):
-        self.page = page
-        self.errors: list[str] = []
-        self.expected = tuple(f"Failed to load resource: the server responded with a status of {s} " for s in expected_statuses)
-        page.add_init_script(CSP_WATCH)
-        page.on("console", self._on_console)
-        page.on("pageerror", lambda exc: self.errors.append(f"pageerror: {exc}"))
-
-    def _on_console(self, msg) -> None:
-        if msg.type == "error" and not msg.text.startswith(self.expected):
-            self.errors.append(f"console: {msg.text} ({msg.location.get('url', '')})")
-
-    def assert_clean(self) -> None:
-        """No console error, no uncaught exception, no CSP violation on the current document."""
-        violations = self.page.evaluate("window.__cspViolations || []")
-        assert violations == [], f"CSP violations: {violations}"
-        assert self.errors == [], f"browser errors: {self.errors}"
-
-
-def mark_document(page) -> None:
-    """Set a marker on ``window``: it survives HTMX swaps, not a full page load."""
-    page.evaluate("window.__gatehouseMarker = 'still-here'")
-
-
-def assert_same_document(page) -> None:
-    assert page.evaluate("window.__gatehouseMarker") == "still-here", "the page was reloaded"
-
 
 @pytest.fixture
 def capture(live_server):
@@ -109,8 +51,8 @@ def send_mail(live_server, capture, subject: str, text: str) -> None:
             db.close()
 
 
-def test_login_htmx_validation_and_unavailable_notice(live_server, page):
-    watch = ConsoleWatch(page, expected_statuses=(422,))
+def test_login_htmx_validation_and_not_set_up_notice(live_server, page):
+    watch = ConsoleWatch(page, expected_statuses=(422, 503))
     page.goto(f"{live_server.url}/login")
     expect(page).to_have_title(re.compile(r"^Sign in\b"), timeout=TIMEOUT)
     expect(page.get_by_role("heading", name="Sign in", level=1)).to_be_visible(timeout=TIMEOUT)
@@ -131,7 +73,7 @@ def test_login_htmx_validation_and_unavailable_notice(live_server, page):
     page.get_by_label("Username or email").fill("ann@acme.test")
     page.get_by_role("button", name="Email me a sign-in link").click()
     notice = page.locator("#login-form .notice")
-    expect(notice).to_contain_text("Email sign-in is not available yet", timeout=TIMEOUT)
+    expect(notice).to_contain_text("Sign-in is not set up yet", timeout=TIMEOUT)
     expect(error).to_have_count(0)
     assert_same_document(page)
     snap(page, "login-unavailable")

@@ -24,6 +24,66 @@ CHROMIUM_ARGS = [
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
+TIMEOUT = 10_000  # ms, for every expect()
+# Records CSP violations in the page itself (init scripts are not subject to the CSP).
+CSP_WATCH = """
+window.__cspViolations = [];
+document.addEventListener("securitypolicyviolation", function (e) {
+  window.__cspViolations.push(
+    e.violatedDirective + " " + (e.blockedURI || "inline") + " at " + (e.sourceFile || "?") + ":" + e.lineNumber
+    + (e.sample ? " (" + e.sample + ")" : "")
+  );
+});
+"""
+
+
+def snap(page, name: str) -> None:
+    """Keep a full-page screenshot when GATEHOUSE_SCREENSHOT_DIR is set.
+
+    ``caret="initial"``: hiding the caret leaves ``style=""`` on inputs, which htmx copies
+    onto swapped-in elements with the same id, a (test-made) ``style-src-attr`` violation."""
+    directory = os.environ.get("GATEHOUSE_SCREENSHOT_DIR")
+    if directory:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(directory) / f"{name}.png"), full_page=True, caret="initial")
+
+
+class ConsoleWatch:
+    """Collects console errors, uncaught page errors and CSP violations of a page.
+
+    ``expected_statuses``: HTTP statuses the test provokes on purpose (a 422 form answer);
+    Chromium logs each as "Failed to load resource", which is not a page error."""
+
+    def __init__(self, page, expected_statuses: tuple[int, ...] = ()):
+        self.page = page
+        self.errors: list[str] = []
+        self.expected = tuple(f"Failed to load resource: the server responded with a status of {s} " for s in expected_statuses) + tuple(
+            f"Response Status Error Code {s} from" for s in expected_statuses  # htmx's own log line for the same answer
+        )
+        page.add_init_script(CSP_WATCH)
+        page.on("console", self._on_console)
+        page.on("pageerror", lambda exc: self.errors.append(f"pageerror: {exc}"))
+
+    def _on_console(self, msg) -> None:
+        if msg.type == "error" and not msg.text.startswith(self.expected):
+            self.errors.append(f"console: {msg.text} ({msg.location.get('url', '')})")
+
+    def assert_clean(self) -> None:
+        """No console error, no uncaught exception, no CSP violation on the current document."""
+        violations = self.page.evaluate("window.__cspViolations || []")
+        assert violations == [], f"CSP violations: {violations}"
+        assert self.errors == [], f"browser errors: {self.errors}"
+
+
+def mark_document(page) -> None:
+    """Set a marker on ``window``: it survives HTMX swaps, not a full page load."""
+    page.evaluate("window.__gatehouseMarker = 'still-here'")
+
+
+def assert_same_document(page) -> None:
+    assert page.evaluate("window.__gatehouseMarker") == "still-here", "the page was reloaded"
+
+
 def chromium_path() -> str:
     """Debian's Chromium, or a clear failure naming the command that installs it."""
     path = os.environ.get("GATEHOUSE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
