@@ -1,4 +1,5 @@
-"""Configuration as code: import and export organisations, directories and mail servers as TOML.
+"""Configuration as code: organisations, directories, mail servers, approval profiles and
+policies as TOML.
 
 ``flask config import FILE.toml`` and ``flask config export`` (DESIGN.md §6) sit on top of
 this module, so an installation can be rebuilt from, or reviewed in, git.
@@ -46,11 +47,49 @@ The file format
       ca_file = "/etc/ssl/certs/acme-ca.pem"     # optional
       timeout = 10                               # seconds, 1..300
 
+      [[organisations.approval_profiles]]
+      name = "Staff"                             # unique within the organisation
+      kind = "user"                              # user | manager
+      server_url = "https://gatehouse.acme.example"  # links in the emails are built from it
+      subject = "Your sign-in link for {organisation}"
+      message = \"\"\"
+    Hello {user},
+
+    Sign in: {link}  (works until {expires}; write {{ and }} for literal braces)\"\"\"
+      link_lifetime_minutes = 15
+      notify_manager_on_failure = false
+      default = true                             # the profile used when no policy matches
+      mail_servers = ["Relay"]                   # this organisation's mail servers, tried in order
+      directories = ["local", "Acme LDAP"]       # "local" = local accounts; searched in order
+
+      [[organisations.approval_profiles]]
+      name = "Managers"
+      kind = "manager"
+      server_url = "https://gatehouse.acme.example"
+      first_factor = "password"                  # manager only: password | email_link | none
+      fallback_approver = "it@acme.example"      # manager only, optional
+      mail_servers = ["Relay"]
+      directories = ["Acme LDAP"]
+
+      [[organisations.policies]]                 # ordered: the first match wins
+      name = "Finance approvers"                 # optional
+      profile = "Managers"                       # an approval profile of this organisation
+      directory = "Acme LDAP"                    # or "local"; one of the profile's directories
+      attribute = "memberOf"                     # memberOf, department, mail, username, group_name, ...
+      values = ["cn=finance-approvers,ou=groups,dc=acme,dc=test", "re:^cn=fin.*"]
+      enabled = true
+
 Required fields: ``slug`` and ``name`` of an organisation; ``name``, ``servers`` and
 ``base_dn`` of a directory; ``name``, ``host`` and ``from_address`` of a mail server.
 Every other field has the default shown above (``tls_mode = "none"``, ``bind_dn = ""``,
 ``login_attributes = ["uid"]``, ``port = 587``, ``security = "starttls"``,
 ``username = ""``) and an absent optional field (``parent``, ``ca_file``) means "none".
+An approval profile needs ``name``, ``server_url``, ``mail_servers`` and ``directories``;
+``kind`` defaults to ``"user"``, ``subject`` and ``message`` to the suggested texts of
+its kind (``services.profiles.default_texts``), ``link_lifetime_minutes`` to 15,
+``notify_manager_on_failure`` and ``default`` to false, ``first_factor`` to
+``"password"``. A policy needs ``profile``, ``directory``, ``attribute`` and ``values``;
+``name`` defaults to ``""`` and ``enabled`` to true.
 
 Rules
 =====
@@ -72,9 +111,33 @@ Rules
   absent from the file are left as they are. Fields of a declared object that are absent
   from the file (secrets excepted) are reset to their defaults, so the file is the truth
   for what it declares.
-* Export writes every organisation, directory and mail server, and never a plaintext
-  secret: a secret imported from ``env:NAME`` is exported as that reference; a literal
-  secret is left out, so re-importing the export keeps it in the database.
+* Approval profiles and policies are checked by the very services the admin pages use
+  (``services.profiles.check`` / ``save``, ``services.policy.save_policy``,
+  ``validate_pattern``, ``canonical_attribute``), whose messages are reported under the
+  field path, e.g. ``organisations[0].approval_profiles[1].link_lifetime_minutes`` or
+  ``organisations[0].policies[2].values[0]``. Names that do not resolve (a mail server,
+  directory or approval profile that is neither in the file nor in the database for
+  that organisation) are errors too. ``"local"`` always means local accounts, in
+  ``directories`` of a profile and in ``directory`` of a policy.
+* ``first_factor`` and ``fallback_approver`` exist only for ``kind = "manager"``; in a
+  user profile they are an error rather than silently ignored.
+* Approval profiles are upserted by ``name`` within their organisation, like directories,
+  and never deleted. ``default = true`` makes a profile the organisation's default (at
+  most one per organisation in the file); ``default = false`` or no ``default`` leaves
+  the current default where it is (mark another profile to move it). When the
+  organisation has no default profile, the first profile of the file becomes it.
+* Policies are an ordered list, so they are not upserted: when an organisation table has
+  a ``policies`` key, that list *replaces* the organisation's policies, in the file's
+  order (``policies = []``, written before the organisation's ``[[...]]`` sub-tables,
+  removes them all). Without the key the policies are left untouched. An identical list
+  changes nothing; a different one deletes the old policies and creates the new ones.
+  Profiles are saved after the old policies are removed and before the new ones are
+  created, so a file may move a policy and a profile directory together.
+* Export writes every organisation, directory, mail server, approval profile (sorted by
+  name, ``default = true`` on the default one, multi-line messages as ``\"\"\"`` strings)
+  and policy (in order), and never a plaintext secret: a secret imported from
+  ``env:NAME`` is exported as that reference; a literal secret is left out, so
+  re-importing the export keeps it in the database. Importing an export changes nothing.
 """
 
 from __future__ import annotations
@@ -91,11 +154,27 @@ from urllib.parse import urlsplit
 
 import tomli_w
 
-from models import SMTP_SECURITY, TLS_MODES, Directory, MailServer, Organisation, db, is_postgres, utcnow
+from models import (
+    FIRST_FACTORS,
+    PROFILE_KINDS,
+    SMTP_SECURITY,
+    TLS_MODES,
+    ApprovalProfile,
+    Directory,
+    MailServer,
+    Organisation,
+    db,
+    is_postgres,
+    utcnow,
+)
 
 from . import crypto
+from . import policy as policy_service
+from . import profiles as profile_service
 
-KINDS = ("organisations", "directories", "mail_servers")
+KINDS = ("organisations", "directories", "mail_servers", "approval_profiles", "policies")
+LOCAL = "local"  # in a profile's directories or a policy's directory: the local accounts
+ACTOR = "configuration import"  # who the audit log names for profile and policy changes
 
 SLUG_RE = re.compile(r"[a-z0-9-]{2,64}")
 _ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -120,21 +199,23 @@ class ConfigFileError(Exception):
 
 @dataclass
 class ImportSummary:
-    """How many objects of each kind an import created, updated or found unchanged."""
+    """How many objects of each kind an import created, updated, found unchanged or
+    deleted (only policies are ever deleted: a new ``policies`` list replaces the old)."""
 
     created: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
     updated: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
     unchanged: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
+    deleted: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
 
     @property
     def changed(self) -> bool:
         """True when the import wrote anything."""
-        return any(self.created.values()) or any(self.updated.values())
+        return any(self.created.values()) or any(self.updated.values()) or any(self.deleted.values())
 
     def __str__(self) -> str:
         return "; ".join(
             f"{kind.replace('_', ' ')}: {self.created[kind]} created, {self.updated[kind]} updated, "
-            f"{self.unchanged[kind]} unchanged"
+            f"{self.unchanged[kind]} unchanged" + (f", {self.deleted[kind]} deleted" if self.deleted[kind] else "")
             for kind in KINDS
         )
 
@@ -197,6 +278,18 @@ class _Checker:
         if isinstance(value, str) and value == "":
             return None
         return self.string(path, value, max_length=max_length)
+
+    def text(self, path, value):
+        """Any string, line breaks included: the service that stores it judges the content."""
+        if not isinstance(value, str):
+            return self.fail(path, f"expected a string, got {_describe(value)}")
+        return value
+
+    def whole_number(self, path, value):
+        """Any integer (booleans refused): the service that stores it judges the range."""
+        if isinstance(value, bool) or not isinstance(value, int):
+            return self.fail(path, f"expected an integer, got {_describe(value)}")
+        return value
 
     def integer(self, path, value, *, low, high):
         """An integer in ``low..high`` (booleans refused)."""
@@ -368,7 +461,13 @@ _MAIL_SERVER_FIELDS = {
 
 # The secret of each kind, whose absence means "keep the stored one" rather than a default.
 _SECRET_FIELD = {Directory: "bind_password", MailServer: "password"}
-_ORGANISATION_FIELDS = ("slug", "name", "parent", "directories", "mail_servers")
+_ORGANISATION_FIELDS = ("slug", "name", "parent", "directories", "mail_servers", "approval_profiles", "policies")
+_PROFILE_FIELDS = (
+    "name", "kind", "server_url", "subject", "message", "link_lifetime_minutes", "notify_manager_on_failure",
+    "first_factor", "fallback_approver", "default", "mail_servers", "directories",
+)
+_MANAGER_ONLY = ("first_factor", "fallback_approver")
+_POLICY_FIELDS = ("name", "profile", "directory", "attribute", "values", "enabled")
 
 
 def _check_fields(checker: _Checker, path: str, table: Mapping, fields: dict, secret: str) -> dict | None:
@@ -415,6 +514,103 @@ def _check_directory(checker: _Checker, path: str, table: Mapping) -> dict | Non
     return entry
 
 
+class _Table:
+    """Reads the fields of one table, recording what is missing or of the wrong type."""
+
+    def __init__(self, checker: _Checker, path: str, table: Mapping, allowed):
+        _unknown_keys(checker, path, table, allowed)
+        self.checker, self.path, self.table, self.ok = checker, path, table, True
+
+    def get(self, name: str, check, default=_MISSING):
+        """The checked value of ``name``, ``default`` when absent, or _INVALID."""
+        path = _key_path(self.path, name)
+        if name not in self.table:
+            if default is _MISSING:
+                self.checker.fail(path, "required field is missing")
+                self.ok = False
+                return _INVALID
+            return default
+        value = check(path, self.table[name])
+        if value is _INVALID:
+            self.ok = False
+        return value
+
+
+def _name_list(checker: _Checker, what: str):
+    """Check for a list of names (mail servers, directories), possibly empty: the profile
+    service reports an empty list in its own words."""
+
+    def check(path, value):
+        if not isinstance(value, list):
+            return checker.fail(path, f"expected an array of {what} names, got {_describe(value)}")
+        return checker.string_list(path, value, lambda p, v: checker.string(p, v, max_length=100),
+                                   allow_empty_list=True)
+
+    return check
+
+
+def _check_profile(checker: _Checker, path: str, table: Mapping) -> dict | None:
+    """An approval profile's fields, type-checked; the rules are those of services.profiles,
+    applied at import (they need the database)."""
+    fields = _Table(checker, path, table, _PROFILE_FIELDS)
+    entry = {"name": fields.get("name", lambda p, v: checker.string(p, v, max_length=100))}
+    entry["kind"] = fields.get("kind", lambda p, v: checker.choice(p, v, PROFILE_KINDS), "user")
+    entry["server_url"] = fields.get("server_url", checker.text)
+    subject, message = profile_service.default_texts(entry["kind"] if entry["kind"] in PROFILE_KINDS else "user")
+    entry["subject"] = fields.get("subject", checker.text, subject)
+    entry["message"] = fields.get("message", checker.text, message)
+    entry["link_lifetime_minutes"] = fields.get(
+        "link_lifetime_minutes", checker.whole_number, profile_service.DEFAULT_LIFETIME)
+    entry["notify_manager_on_failure"] = fields.get("notify_manager_on_failure", checker.boolean, False)
+    if entry["kind"] == "user":
+        # The profile service ignores them for user approval; a file that sets them means something else.
+        for name in _MANAGER_ONLY:
+            if name in table:
+                checker.fail(_key_path(path, name), 'only a manager-approval profile (kind = "manager") has this field')
+                fields.ok = False
+    entry["first_factor"] = fields.get("first_factor", lambda p, v: checker.choice(p, v, FIRST_FACTORS), "password")
+    entry["fallback_approver"] = fields.get("fallback_approver", checker.text, "")
+    entry["default"] = fields.get("default", checker.boolean, False)
+    entry["mail_servers"] = fields.get("mail_servers", _name_list(checker, "mail server"))
+    entry["directories"] = fields.get("directories", _name_list(checker, "directory"))
+    return entry if fields.ok else None
+
+
+def _check_policy(checker: _Checker, path: str, table: Mapping) -> dict | None:
+    """A policy's fields, type-checked, its attribute and each value checked by
+    services.policy; the profile and directory are resolved at import."""
+    fields = _Table(checker, path, table, _POLICY_FIELDS)
+
+    def attribute(p, v):
+        if checker.text(p, v) is _INVALID:
+            return _INVALID
+        try:
+            return policy_service.canonical_attribute(v)
+        except policy_service.PolicyError as exc:
+            return checker.fail(p, str(exc))
+
+    def pattern(p, v):
+        if checker.text(p, v) is _INVALID:
+            return _INVALID
+        problem = policy_service.validate_pattern(v)
+        return checker.fail(p, problem) if problem else v
+
+    def values(p, v):
+        if not isinstance(v, list):
+            return checker.fail(p, f"expected an array of strings, got {_describe(v)}")
+        return checker.string_list(p, v, pattern, allow_empty_list=True)
+
+    entry = {
+        "name": fields.get("name", checker.text, ""),
+        "profile": fields.get("profile", lambda p, v: checker.string(p, v, max_length=100)),
+        "directory": fields.get("directory", lambda p, v: checker.string(p, v, max_length=100)),
+        "attribute": fields.get("attribute", attribute),
+        "values": fields.get("values", values),
+        "enabled": fields.get("enabled", checker.boolean, True),
+    }
+    return entry if fields.ok else None
+
+
 def _cycles(order: list[str], parents: Mapping[str, str | None]) -> list[tuple[str, list[str]]]:
     """(slug, chain) for each parent cycle reached from ``order``, reported once per cycle
     at its first member in ``order``; chain reads "a → b → a"."""
@@ -437,8 +633,9 @@ def parse(text: str, environ: Mapping[str, str] | None = None) -> dict:
     """Parse and validate a configuration file; return a plain structure for ``import_config``.
 
     The result is ``{"organisations": [{"slug", "name", "parent", "directories": [...],
-    "mail_servers": [...]}]}`` with every default filled in, each directory and mail server
-    carrying its ``position``, and secrets resolved to ``{"value": plaintext, "ref":
+    "mail_servers": [...], "approval_profiles": [...], "policies": [...] or None}]}``
+    (``policies`` None when the organisation table has no such key) with every default
+    filled in, each directory and mail server carrying its ``position``, and secrets resolved to ``{"value": plaintext, "ref":
     "env:NAME" | None}`` (so never log it). ``environ`` defaults to ``os.environ``.
     Parents that are not in the file are checked against the database by
     ``import_config``. Raises ConfigFileError listing every problem.
@@ -459,7 +656,7 @@ def parse(text: str, environ: Mapping[str, str] | None = None) -> dict:
     organisations, slugs = [], {}
     for path, table in _table_list(checker, "organisations", data.get("organisations", []), "organisations"):
         _unknown_keys(checker, path, table, _ORGANISATION_FIELDS)
-        entry = {"directories": [], "mail_servers": []}
+        entry = {"directories": [], "mail_servers": [], "approval_profiles": [], "policies": None}
         for name in ("slug", "name"):
             if name not in table:
                 checker.fail(f"{path}.{name}", "required field is missing")
@@ -501,6 +698,13 @@ def parse(text: str, environ: Mapping[str, str] | None = None) -> dict:
                 if child is not None:
                     child["position"] = position
                     entry[kind].append(child)
+        _parse_profiles(checker, path, table, entry)
+        if "policies" in table:
+            entry["policies"] = []
+            for item_path, item in _table_list(checker, f"{path}.policies", table["policies"], "organisations.policies"):
+                child = _check_policy(checker, item_path, item)
+                if child is not None:
+                    entry["policies"].append(child)
         organisations.append((path, entry))
 
     # Cycles among organisations of the file alone; those through the database are found at import.
@@ -513,6 +717,32 @@ def parse(text: str, environ: Mapping[str, str] | None = None) -> dict:
     if checker.errors:
         raise ConfigFileError(checker.errors)
     return {"organisations": [entry for _, entry in organisations]}
+
+
+def _parse_profiles(checker: _Checker, path: str, table: Mapping, entry: dict) -> None:
+    names: dict[str, str] = {}
+    default_at = None
+    for item_path, item in _table_list(
+        checker, f"{path}.approval_profiles", table.get("approval_profiles", []), "organisations.approval_profiles"
+    ):
+        child = _check_profile(checker, item_path, item)
+        name = item.get("name")
+        if isinstance(name, str):
+            key = name.strip()  # the profile service stores names stripped
+            if key in names:
+                checker.fail(f"{item_path}.name", f"{name!r} is already used by {names[key]}")
+                child = None
+            else:
+                names[key] = item_path
+        if item.get("default") is True:
+            if default_at is not None:
+                checker.fail(f"{item_path}.default",
+                             f"only one profile can be the default, and {default_at} already says default = true")
+                child = None
+            else:
+                default_at = item_path
+        if child is not None:
+            entry["approval_profiles"].append(child)
 
 
 def _toml_error(exc: tomllib.TOMLDecodeError) -> str:
@@ -622,11 +852,135 @@ def _upsert(model, kind: str, organisation: Organisation, entry: dict, summary: 
         summary.unchanged[kind] += 1
 
 
-def import_config(text: str, environ: Mapping[str, str] | None = None) -> ImportSummary:
+def _by_name(model, organisation: Organisation) -> dict:
+    return {row.name: row for row in model.select().where(model.organisation == organisation)}
+
+
+def _resolve(names: list[str], rows: Mapping, path: str, what: str, header: str, errors: list[str], *,
+             local: bool = False) -> list | None:
+    """The ids of ``names`` (None for "local" when ``local``), or None after recording errors."""
+    ids, ok = [], True
+    for index, name in enumerate(names):
+        if local and name == LOCAL:
+            ids.append(None)
+        elif name in rows:
+            ids.append(rows[name].id)
+        else:
+            hint = f'declare it with [[{header}]]' + (f' or write "{LOCAL}" for local accounts' if local else "")
+            errors.append(f"{path}[{index}]: no {what} {name!r} in this organisation ({hint})")
+            ok = False
+    return ids if ok else None
+
+
+def _profile_errors(path: str, exc_errors: Mapping[str, list[str]]) -> list[str]:
+    return [f"{path}.{field}: {message}" for field, messages in exc_errors.items() for message in messages]
+
+
+def _import_profiles(org: Organisation, path: str, items: list[dict], summary: ImportSummary,
+                     errors: list[str], actor: str) -> set[str]:
+    """Upsert the organisation's approval profiles through services.profiles; return the
+    names of those that could not be saved (their problems are in ``errors``)."""
+    failed: set[str] = set()
+    mail_servers, directories = _by_name(MailServer, org), _by_name(Directory, org)
+    for index, item in enumerate(items):
+        item_path = f"{path}.approval_profiles[{index}]"
+        name = item["name"].strip()
+        server_ids = _resolve(item["mail_servers"], mail_servers, f"{item_path}.mail_servers", "mail server",
+                              "organisations.mail_servers", errors)
+        directory_ids = _resolve(item["directories"], directories, f"{item_path}.directories", "directory",
+                                 "organisations.directories", errors, local=True)
+        if server_ids is None or directory_ids is None:
+            failed.add(name)
+            continue
+        values = {key: item[key] for key in profile_service.FIELDS}
+        values["is_default"] = item["default"]
+        profile = ApprovalProfile.get_or_none((ApprovalProfile.organisation == org) & (ApprovalProfile.name == name))
+        clean, servers, found, problems = profile_service.check(org, profile, values, server_ids, directory_ids)
+        if problems:
+            errors.extend(_profile_errors(item_path, problems))
+            failed.add(name)
+            continue
+        if profile is not None:
+            same = (
+                {key: clean[key] for key in profile_service.FIELDS} == profile_service.values_of(profile)
+                and [s.id for s in servers] == [s.id for s in profile_service.mail_servers_of(profile)]
+                and [d and d.id for d in found] == [d and d.id for d in profile_service.directories_of(profile)]
+            )
+            if same:
+                if item["default"] and not profile.is_default:
+                    profile_service.set_default(profile, actor=actor)
+                    summary.updated["approval_profiles"] += 1
+                else:
+                    summary.unchanged["approval_profiles"] += 1
+                continue
+        try:
+            profile_service.save(org, profile, values, server_ids, directory_ids, actor=actor)
+        except profile_service.ProfileError as exc:
+            errors.extend(_profile_errors(item_path, exc.errors))
+            failed.add(name)
+            continue
+        (summary.created if profile is None else summary.updated)["approval_profiles"] += 1
+    if items and not failed and profile_service.default_profile(org) is None:
+        first = ApprovalProfile.get((ApprovalProfile.organisation == org) & (ApprovalProfile.name == items[0]["name"].strip()))
+        profile_service.set_default(first, actor=actor)
+    return failed
+
+
+def _policy_matches(policy, item: dict) -> bool:
+    directory = LOCAL if policy.directory_id is None else policy.directory.name
+    return (
+        (policy.name or "") == item["name"].strip()
+        and policy.profile.name == item["profile"].strip()
+        and directory == item["directory"]
+        and policy.attribute == item["attribute"]
+        and list(policy.values or []) == policy_service.parse_values(item["values"])
+        and bool(policy.enabled) == item["enabled"]
+    )
+
+
+def _policies_unchanged(org: Organisation, items: list[dict]) -> bool:
+    existing = list(policy_service.policies_of(org))
+    return len(existing) == len(items) and all(_policy_matches(p, i) for p, i in zip(existing, items, strict=True))
+
+
+def _import_policies(org: Organisation, path: str, items: list[dict], failed_profiles: set[str],
+                     summary: ImportSummary, errors: list[str], actor: str) -> None:
+    """Create the organisation's policies in file order through services.policy."""
+    profiles, directories = _by_name(ApprovalProfile, org), _by_name(Directory, org)
+    for index, item in enumerate(items):
+        item_path = f"{path}.policies[{index}]"
+        profile_name = item["profile"].strip()
+        if profile_name in failed_profiles:
+            continue  # that profile's own problems are reported; checking against its old state would mislead
+        profile = profiles.get(profile_name)
+        if profile is None:
+            errors.append(f"{item_path}.profile: no approval profile {item['profile']!r} in this organisation "
+                          "(declare it with [[organisations.approval_profiles]])")
+            continue
+        directory = LOCAL
+        if item["directory"] != LOCAL:
+            if item["directory"] not in directories:
+                errors.append(f"{item_path}.directory: no directory {item['directory']!r} in this organisation "
+                              f'(declare it with [[organisations.directories]] or write "{LOCAL}" for local accounts)')
+                continue
+            directory = directories[item["directory"]].id
+        values = {"profile": profile.id, "directory": directory, "attribute": item["attribute"],
+                  "values": list(item["values"]), "name": item["name"], "enabled": item["enabled"]}
+        try:
+            policy_service.save_policy(org, None, values, actor=actor)
+        except policy_service.PolicyError as exc:
+            errors.append(f"{item_path}.{exc.field or 'name'}: {exc}")
+            continue
+        summary.created["policies"] += 1
+
+
+def import_config(text: str, environ: Mapping[str, str] | None = None, *, actor: str = ACTOR) -> ImportSummary:
     """Validate ``text`` and apply it in one transaction; return what was created and updated.
 
-    Upserts by natural key and never deletes (see the module docstring). Raises
-    ConfigFileError, with nothing written, when the file or its parent references are wrong.
+    Upserts by natural key and never deletes, except that a ``policies`` list replaces
+    the organisation's policies (see the module docstring). Profile and policy changes are
+    audited as ``actor``. Raises ConfigFileError, with nothing written, when the file or
+    its references are wrong.
     """
     config = parse(text, environ)
     summary = ImportSummary()
@@ -664,6 +1018,25 @@ def import_config(text: str, environ: Mapping[str, str] | None = None) -> Import
                 _upsert(Directory, "directories", org, item, summary)
             for item in entry["mail_servers"]:
                 _upsert(MailServer, "mail_servers", org, item, summary)
+        # Profiles refer to the directories and mail servers of any organisation of the
+        # file, and policies to the profiles: each kind once all of the previous is written.
+        errors: list[str] = []
+        for index, entry in enumerate(config["organisations"]):
+            org, path = rows[entry["slug"]], f"organisations[{index}]"
+            items = entry["policies"]
+            replace = items is not None and not _policies_unchanged(org, items)
+            if items is not None and not replace:
+                summary.unchanged["policies"] += len(items)
+            if replace:
+                # Removed first, so that a profile may drop a directory only an old policy used.
+                for policy in reversed(list(policy_service.policies_of(org))):
+                    policy_service.delete_policy(policy, actor=actor)
+                    summary.deleted["policies"] += 1
+            failed = _import_profiles(org, path, entry["approval_profiles"], summary, errors, actor)
+            if replace:
+                _import_policies(org, path, items, failed, summary, errors, actor)
+        if errors:
+            raise ConfigFileError(errors)  # rolls the whole transaction back
     return summary
 
 
@@ -680,7 +1053,9 @@ def _toml_value(value) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(item) for item in value) + "]"
     # tomli_w knows TOML string escaping; only the value part of its output is kept.
-    return tomli_w.dumps({"v": value})[len("v = "):].rstrip("\n")
+    # Multi-line text (a profile's message) is written as a readable """ string.
+    multiline = isinstance(value, str) and "\n" in value
+    return tomli_w.dumps({"v": value}, multiline_strings=multiline)[len("v = "):].removesuffix("\n")
 
 
 def _table(header: str, pairs: list[tuple[str, object]], indent: str) -> str:
@@ -724,11 +1099,41 @@ def _mail_server_pairs(row: MailServer) -> list[tuple[str, object]]:
     ]
 
 
-def export_config() -> str:
-    """Every organisation, directory and mail server as TOML that ``import_config`` accepts.
+def _profile_pairs(row: ApprovalProfile) -> list[tuple[str, object]]:
+    manager = row.kind == "manager"
+    return [
+        ("name", row.name),
+        ("kind", row.kind),
+        ("server_url", row.server_url),
+        ("subject", row.subject),
+        ("message", row.message),
+        ("link_lifetime_minutes", row.link_lifetime_minutes),
+        ("notify_manager_on_failure", bool(row.notify_manager_on_failure)),
+        ("first_factor", row.first_factor if manager else None),
+        ("fallback_approver", (row.fallback_approver or None) if manager else None),
+        ("default", True if row.is_default else None),
+        ("mail_servers", [server.name for server in profile_service.mail_servers_of(row)]),
+        ("directories", [LOCAL if d is None else d.name for d in profile_service.directories_of(row)]),
+    ]
 
-    Organisations are sorted by slug, directories and mail servers by position. No
-    plaintext secret is written: only stored ``env:NAME`` references.
+
+def _policy_pairs(row) -> list[tuple[str, object]]:
+    return [
+        ("name", row.name or None),
+        ("profile", row.profile.name),
+        ("directory", LOCAL if row.directory_id is None else row.directory.name),
+        ("attribute", row.attribute),
+        ("values", list(row.values or [])),
+        ("enabled", bool(row.enabled)),
+    ]
+
+
+def export_config() -> str:
+    """Everything ``import_config`` reads, as TOML that it accepts.
+
+    Organisations are sorted by slug, directories and mail servers by position, approval
+    profiles by name, policies in their order. No plaintext secret is written: only
+    stored ``env:NAME`` references.
     """
     organisations = list(Organisation.select().order_by(Organisation.slug))
     slug_of = {org.id: org.slug for org in organisations}
@@ -747,4 +1152,9 @@ def export_config() -> str:
             chunks.append("\n" + _table("organisations.directories", _directory_pairs(row), "  "))
         for row in mail_servers.get(org.id, []):
             chunks.append("\n" + _table("organisations.mail_servers", _mail_server_pairs(row), "  "))
+        profiles = ApprovalProfile.select().where(ApprovalProfile.organisation == org)
+        for row in sorted(profiles, key=lambda p: (p.name.casefold(), p.name, p.id)):
+            chunks.append("\n" + _table("organisations.approval_profiles", _profile_pairs(row), "  "))
+        for row in policy_service.policies_of(org):
+            chunks.append("\n" + _table("organisations.policies", _policy_pairs(row), "  "))
     return "".join(chunks)

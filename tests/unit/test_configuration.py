@@ -10,12 +10,21 @@ import tomllib
 
 import pytest
 
-from models import ALL_MODELS, Directory, MailServer, Organisation
-from services import configuration, crypto
+from models import (
+    ALL_MODELS,
+    ApprovalProfile,
+    AuditEvent,
+    Directory,
+    MailServer,
+    Organisation,
+    Policy,
+)
+from services import configuration, crypto, profiles
 from services.configuration import ConfigFileError, export_config, import_config, parse
 
 ENV = {"ACME_LDAP_PASSWORD": "ldap-bind-secret-1", "SMTP_PASSWORD": "smtp-secret-2"}
 LITERAL_SECRET = "literal-mail-secret-3"
+NO_APPROVALS = {"approval_profiles": 0, "policies": 0}
 
 FULL = f"""
 [[organisations]]
@@ -120,8 +129,8 @@ def refused(text: str, environ=None) -> ConfigFileError:
 def test_full_import_creates_everything_with_the_right_values(database):
     summary = import_config(FULL, ENV)
 
-    assert summary.created == {"organisations": 2, "directories": 2, "mail_servers": 2}
-    assert summary.updated == {"organisations": 0, "directories": 0, "mail_servers": 0}
+    assert summary.created == {"organisations": 2, "directories": 2, "mail_servers": 2, **NO_APPROVALS}
+    assert summary.updated == {"organisations": 0, "directories": 0, "mail_servers": 0, **NO_APPROVALS}
     acme = Organisation.get(Organisation.slug == "acme")
     holding = Organisation.get(Organisation.slug == "holding")
     assert (acme.name, acme.parent_id) == ("Acme Corporation", holding.id)
@@ -181,7 +190,7 @@ def test_export_then_import_changes_nothing_and_exports_the_same_text(database):
     summary = import_config(exported, ENV)
 
     assert not summary.changed
-    assert summary.unchanged == {"organisations": 2, "directories": 2, "mail_servers": 2}
+    assert summary.unchanged == {"organisations": 2, "directories": 2, "mail_servers": 2, **NO_APPROVALS}
     assert snapshot() == before  # ids, values, encrypted tokens and updated_at alike
     assert export_config() == exported
 
@@ -218,9 +227,9 @@ def test_reimport_updates_in_place_without_duplicates(database):
 
     summary = import_config(changed, environ)
 
-    assert summary.created == {"organisations": 0, "directories": 0, "mail_servers": 0}
-    assert summary.updated == {"organisations": 1, "directories": 1, "mail_servers": 1}
-    assert summary.unchanged == {"organisations": 1, "directories": 1, "mail_servers": 1}
+    assert summary.created == {"organisations": 0, "directories": 0, "mail_servers": 0, **NO_APPROVALS}
+    assert summary.updated == {"organisations": 1, "directories": 1, "mail_servers": 1, **NO_APPROVALS}
+    assert summary.unchanged == {"organisations": 1, "directories": 1, "mail_servers": 1, **NO_APPROVALS}
     assert row_ids() == ids
     assert Organisation.get(Organisation.slug == "acme").name == "Acme Corp."
     ldap = Directory.get(Directory.name == "Acme LDAP")
@@ -481,3 +490,492 @@ def test_parse_returns_plain_data_with_positions_and_resolved_secrets():
         "value": ENV["ACME_LDAP_PASSWORD"], "ref": "env:ACME_LDAP_PASSWORD"}
     assert "bind_password" not in acme["directories"][1]
     assert acme["mail_servers"][1]["password"] == {"value": LITERAL_SECRET, "ref": None}
+
+
+# --------------------------------------------------------------------------- approval profiles and policies
+
+# Inserted into FULL's "acme" organisation (before "holding"): two profiles, three policies.
+APPROVALS = '''
+  [[organisations.approval_profiles]]
+  name = "Staff"
+  kind = "user"
+  server_url = "https://gatehouse.acme.example/"
+  subject = "Your sign-in link for {organisation} — Zoë"
+  message = """
+Hello {user},
+
+Sign in to {organisation}: {link}
+Literal braces stay: {{ and }} and {{user}} — ça marche, Ångström.
+"""
+  link_lifetime_minutes = 30
+  notify_manager_on_failure = true
+  default = true
+  mail_servers = ["Backup relay", "Relay"]
+  directories = ["local", "Acme LDAP"]
+
+  [[organisations.approval_profiles]]
+  name = "Managers"
+  kind = "manager"
+  server_url = "https://gatehouse.acme.example"
+  subject = "{user} asks to sign in"
+  message = "Approve {user}: {link}\\nIt expires {expires}."
+  link_lifetime_minutes = 20
+  first_factor = "email_link"
+  fallback_approver = "it@acme.example"
+  mail_servers = ["Relay"]
+  directories = ["Acme LDAP", "Acme AD"]
+
+  [[organisations.policies]]
+  name = "Finance approvers"
+  profile = "Managers"
+  directory = "Acme LDAP"
+  attribute = "memberOf"
+  values = ["cn=finance-approvers,ou=groups,dc=acme,dc=test", "re:^cn=fin.*"]
+
+  [[organisations.policies]]
+  profile = "Staff"
+  directory = "local"
+  attribute = "USERNAME"
+  values = ["ann", "bob*"]
+  enabled = false
+
+  [[organisations.policies]]
+  name = "AD finance"
+  profile = "Managers"
+  directory = "Acme AD"
+  attribute = "department"
+  values = ["Finance"]
+'''
+HOLDING = '\n[[organisations]]\nslug = "holding"'
+FULL_APPROVALS = FULL.replace(HOLDING, APPROVALS + HOLDING)
+
+# BASE with two profiles and one policy: what the approval refusals below are derived from.
+STAFF = '''
+  [[organisations.approval_profiles]]
+  name = "Staff"
+  server_url = "https://gatehouse.good.test"
+  mail_servers = ["Relay"]
+  directories = ["local", "LDAP"]
+'''
+MANAGERS = '''
+  [[organisations.approval_profiles]]
+  name = "Managers"
+  kind = "manager"
+  server_url = "https://gatehouse.good.test"
+  mail_servers = ["Relay"]
+  directories = ["LDAP"]
+'''
+FINANCE = '''
+  [[organisations.policies]]
+  name = "Finance"
+  profile = "Managers"
+  directory = "LDAP"
+  attribute = "memberOf"
+  values = ["cn=finance,ou=groups,dc=good,dc=test"]
+'''
+APPROVALS_BASE = BASE + STAFF + MANAGERS + FINANCE
+
+
+def policy(name: str, profile: str = "Staff", directory: str = "local", values: str = '["x"]') -> str:
+    return (f'\n  [[organisations.policies]]\n  name = "{name}"\n  profile = "{profile}"\n'
+            f'  directory = "{directory}"\n  attribute = "username"\n  values = {values}\n')
+
+
+def policy_rows(slug: str = "good") -> list[tuple]:
+    org = Organisation.get(Organisation.slug == slug)
+    query = Policy.select().where(Policy.organisation == org).order_by(Policy.position)
+    return [(p.position, p.name, p.profile.name, p.directory.name if p.directory_id else "local", p.values)
+            for p in query]
+
+
+def default_name(slug: str = "good") -> str | None:
+    profile = profiles.default_profile(Organisation.get(Organisation.slug == slug))
+    return profile.name if profile else None
+
+
+def test_full_import_creates_profiles_and_policies_with_the_right_values(database):
+    summary = import_config(FULL_APPROVALS, ENV)
+
+    assert summary.created == {"organisations": 2, "directories": 2, "mail_servers": 2,
+                               "approval_profiles": 2, "policies": 3}
+    assert "approval profiles: 2 created" in str(summary) and "policies: 3 created" in str(summary)
+    acme = Organisation.get(Organisation.slug == "acme")
+    staff = ApprovalProfile.get(ApprovalProfile.name == "Staff")
+    assert staff.organisation_id == acme.id and staff.kind == "user" and staff.is_default
+    assert staff.server_url == "https://gatehouse.acme.example"  # as the admin page stores it
+    assert staff.subject == "Your sign-in link for {organisation} — Zoë"
+    assert staff.message == ("Hello {user},\n\nSign in to {organisation}: {link}\n"
+                             "Literal braces stay: {{ and }} and {{user}} — ça marche, Ångström.")
+    assert (staff.link_lifetime_minutes, staff.notify_manager_on_failure) == (30, True)
+    assert (staff.first_factor, staff.fallback_approver) == ("password", None)
+    assert [m.name for m in profiles.mail_servers_of(staff)] == ["Backup relay", "Relay"]
+    assert [d and d.name for d in profiles.directories_of(staff)] == [None, "Acme LDAP"]
+
+    managers = ApprovalProfile.get(ApprovalProfile.name == "Managers")
+    assert managers.kind == "manager" and not managers.is_default
+    assert (managers.first_factor, managers.fallback_approver) == ("email_link", "it@acme.example")
+    assert managers.notify_manager_on_failure is False
+    assert [d.name for d in profiles.directories_of(managers)] == ["Acme LDAP", "Acme AD"]
+
+    assert policy_rows("acme") == [
+        (0, "Finance approvers", "Managers", "Acme LDAP",
+         ["cn=finance-approvers,ou=groups,dc=acme,dc=test", "re:^cn=fin.*"]),
+        (1, "", "Staff", "local", ["ann", "bob*"]),
+        (2, "AD finance", "Managers", "Acme AD", ["Finance"]),
+    ]
+    second = Policy.get(Policy.position == 1)
+    assert second.attribute == "username" and second.enabled is False  # canonical spelling, as the page
+    assert Policy.get(Policy.position == 0).enabled is True
+    # The services did the writing, so the audit log says who.
+    actions = [(e.action, e.actor) for e in AuditEvent.select().order_by(AuditEvent.id)]
+    assert ("profile.created", "configuration import") in actions
+    assert ("policy.created", "configuration import") in actions
+
+
+def test_profile_defaults_fill_what_the_file_leaves_out(database):
+    import_config(APPROVALS_BASE, ENV)
+    staff = ApprovalProfile.get(ApprovalProfile.name == "Staff")
+    managers = ApprovalProfile.get(ApprovalProfile.name == "Managers")
+    assert (staff.kind, staff.link_lifetime_minutes, staff.notify_manager_on_failure) == ("user", 15, False)
+    assert (staff.subject, staff.message) == tuple(t.strip() for t in profiles.default_texts("user"))
+    assert (managers.subject, managers.message) == tuple(t.strip() for t in profiles.default_texts("manager"))
+    assert (managers.first_factor, managers.fallback_approver) == ("password", None)
+    assert Policy.get().enabled is True
+
+
+def test_round_trip_with_profiles_and_policies(database):
+    import_config(FULL_APPROVALS, ENV)
+    before = snapshot()
+    exported = export_config()
+    # Readable and faithful: a multi-line message is a """ string with its braces and accents.
+    assert 'message = """\nHello {user},\n\nSign in to {organisation}: {link}\n' in exported
+    assert "{{ and }} and {{user}} — ça marche, Ångström." in exported
+    data = tomllib.loads(exported)
+    acme = data["organisations"][0]
+    assert [p["name"] for p in acme["approval_profiles"]] == ["Managers", "Staff"]
+    assert [p.get("default") for p in acme["approval_profiles"]] == [None, True]
+    assert "first_factor" not in acme["approval_profiles"][1]  # manager-only fields
+    assert [p.get("name") for p in acme["policies"]] == ["Finance approvers", None, "AD finance"]
+    assert acme["policies"][1]["directory"] == "local"
+    assert acme["approval_profiles"][1]["directories"] == ["local", "Acme LDAP"]
+
+    summary = import_config(exported, ENV)
+
+    assert not summary.changed
+    assert summary.unchanged == {"organisations": 2, "directories": 2, "mail_servers": 2,
+                                 "approval_profiles": 2, "policies": 3}
+    assert snapshot() == before  # ids, updated_at and the audit log alike
+    assert export_config() == exported
+    # The original file (trailing newline, "/" after the URL, USERNAME) is just as idempotent.
+    assert not import_config(FULL_APPROVALS, ENV).changed
+    assert snapshot() == before
+
+
+def test_the_docstring_example_imports(database):
+    doc = configuration.__doc__
+    block = doc.split("::\n\n", 1)[1].split("\nRequired fields", 1)[0]
+    text = "\n".join(line[4:] for line in block.splitlines())
+    summary = import_config(text, ENV)
+    assert summary.created["approval_profiles"] == 2 and summary.created["policies"] == 1
+    exported = export_config()
+    assert not import_config(exported, ENV).changed and export_config() == exported
+
+
+def test_profiles_upsert_by_name_and_keep_their_ids(database):
+    import_config(APPROVALS_BASE, ENV)
+    staff = ApprovalProfile.get(ApprovalProfile.name == "Staff")
+    text = (BASE + '\n  [[organisations.mail_servers]]\n  name = "Second"\n  host = "b.good.test"\n'
+            '  from_address = "b@good.test"\n'
+            + STAFF.replace('mail_servers = ["Relay"]', 'mail_servers = ["Second", "Relay"]\n  link_lifetime_minutes = 45')
+            + MANAGERS + FINANCE)
+
+    summary = import_config(text, ENV)
+
+    assert summary.updated["approval_profiles"] == 1 and summary.unchanged["approval_profiles"] == 1
+    assert summary.unchanged["policies"] == 1
+    again = ApprovalProfile.get(ApprovalProfile.name == "Staff")
+    assert again.id == staff.id and again.link_lifetime_minutes == 45
+    assert [m.name for m in profiles.mail_servers_of(again)] == ["Second", "Relay"]
+    assert ApprovalProfile.select().count() == 2
+
+
+def test_profiles_left_out_of_the_file_are_kept(database):
+    import_config(APPROVALS_BASE, ENV)
+    import_config(BASE + MANAGERS, ENV)
+    assert ApprovalProfile.select().count() == 2
+    assert len(policy_rows()) == 1  # no policies key: the policies are untouched
+
+
+def test_policies_list_replaces_the_old_one_in_file_order(database):
+    import_config(APPROVALS_BASE, ENV)
+    text = BASE + STAFF + MANAGERS + policy("Third") + FINANCE + policy("Last", "Managers", "LDAP", '["y", "z"]')
+
+    summary = import_config(text, ENV)
+
+    assert (summary.deleted["policies"], summary.created["policies"]) == (1, 3)
+    assert "policies: 3 created, 0 updated, 0 unchanged, 1 deleted" in str(summary)
+    assert policy_rows() == [
+        (0, "Third", "Staff", "local", ["x"]),
+        (1, "Finance", "Managers", "LDAP", ["cn=finance,ou=groups,dc=good,dc=test"]),
+        (2, "Last", "Managers", "LDAP", ["y", "z"]),
+    ]
+    # A new order is a new list.
+    import_config(BASE + STAFF + MANAGERS + policy("Last", "Managers", "LDAP", '["y", "z"]') + policy("Third"), ENV)
+    assert [row[:2] for row in policy_rows()] == [(0, "Last"), (1, "Third")]
+    # The same list again changes nothing, not even the ids.
+    ids = [p.id for p in Policy.select().order_by(Policy.position)]
+    assert not import_config(BASE + STAFF + MANAGERS + policy("Last", "Managers", "LDAP", '["y", "z"]')
+                             + policy("Third"), ENV).changed
+    assert [p.id for p in Policy.select().order_by(Policy.position)] == ids
+    # No policies key: untouched. An empty list: none left.
+    import_config(BASE + STAFF, ENV)
+    assert len(policy_rows()) == 2
+    import_config(BASE.replace('name = "Good Org"', 'name = "Good Org"\npolicies = []'), ENV)
+    assert policy_rows() == []
+    assert ApprovalProfile.select().count() == 2
+
+
+def test_policies_of_other_organisations_are_left_alone(database):
+    import_config(FULL_APPROVALS, ENV)
+    import_config(APPROVALS_BASE.replace(FINANCE, ""), ENV)
+    import_config(BASE.replace('name = "Good Org"', 'name = "Good Org"\npolicies = []'), ENV)
+    assert len(policy_rows("acme")) == 3
+
+
+def test_a_file_may_move_a_policy_and_a_profile_directory_together(database):
+    import_config(APPROVALS_BASE, ENV)
+    moved = STAFF.replace('directories = ["local", "LDAP"]', 'directories = ["local"]')
+    # Without the policy change the profile service refuses: a policy still looks users up in LDAP.
+    error = refused(BASE + moved + MANAGERS.replace('directories = ["LDAP"]', 'directories = ["local"]'))
+    assert any(e.startswith("organisations[0].approval_profiles[1].directories: the policy Finance looks users up "
+                            "in LDAP") for e in error.errors), error.errors
+    # With it, the old policies go first and the new one is checked against the new directories.
+    import_config(BASE + moved + MANAGERS.replace('directories = ["LDAP"]', 'directories = ["local"]')
+                  + FINANCE.replace('directory = "LDAP"', 'directory = "local"').replace("memberOf", "username"), ENV)
+    assert policy_rows()[0][3] == "local"
+
+
+def test_first_profile_becomes_the_default_when_none_is_marked(database):
+    import_config(APPROVALS_BASE, ENV)
+    assert default_name() == "Staff"
+    assert ApprovalProfile.select().where(ApprovalProfile.is_default).count() == 1
+
+
+def test_default_true_moves_the_default_and_its_absence_keeps_it(database):
+    import_config(APPROVALS_BASE, ENV)
+    import_config(APPROVALS_BASE.replace('kind = "manager"', 'kind = "manager"\n  default = true'), ENV)
+    assert default_name() == "Managers"
+    assert ApprovalProfile.select().where(ApprovalProfile.is_default).count() == 1
+    summary = import_config(APPROVALS_BASE, ENV)  # no profile says default = true: it stays
+    assert not summary.changed and default_name() == "Managers"
+    import_config(APPROVALS_BASE.replace('name = "Staff"', 'name = "Staff"\n  default = false'), ENV)
+    assert default_name() == "Managers"
+
+
+def test_a_marked_default_on_a_new_organisation_wins_over_the_first_profile(database):
+    import_config(APPROVALS_BASE.replace('kind = "manager"', 'kind = "manager"\n  default = true'), ENV)
+    assert default_name() == "Managers"
+    assert ApprovalProfile.select().where(ApprovalProfile.is_default).count() == 1
+
+
+def test_an_organisation_without_a_default_gets_the_first_profile_of_the_file(database):
+    import_config(APPROVALS_BASE, ENV)
+    ApprovalProfile.update(is_default=False).execute()
+    import_config(BASE + MANAGERS + STAFF, ENV)
+    assert default_name() == "Managers"
+
+
+def _with(old: str, new: str, text: str = APPROVALS_BASE) -> str:
+    assert old in text, old
+    return text.replace(old, new, 1)
+
+
+LIFETIME = 'directories = ["LDAP"]'  # the Managers profile, approval_profiles[1]
+APPROVAL_BAD_INPUTS = {
+    "lifetime out of range (profile service)": (
+        _with(LIFETIME, LIFETIME + "\n  link_lifetime_minutes = 2"),
+        ["organisations[0].approval_profiles[1].link_lifetime_minutes: at least 5 minutes"],
+    ),
+    "lifetime as a string": (
+        _with(LIFETIME, LIFETIME + '\n  link_lifetime_minutes = "15"'),
+        ["organisations[0].approval_profiles[1].link_lifetime_minutes: expected an integer, got a string '15'"],
+    ),
+    "notify as yes": (
+        _with(LIFETIME, LIFETIME + '\n  notify_manager_on_failure = "yes"'),
+        ["organisations[0].approval_profiles[1].notify_manager_on_failure: expected true or false"],
+    ),
+    "unknown profile field": (
+        _with(LIFETIME, LIFETIME + '\n  mail_server = ["Relay"]'),
+        ["organisations[0].approval_profiles[1].mail_server: unknown field (did you mean mail_servers?)"],
+    ),
+    "unknown policy field": (
+        _with('attribute = "memberOf"', 'attribute = "memberOf"\n  value = ["x"]'),
+        ["organisations[0].policies[0].value: unknown field (did you mean values?)"],
+    ),
+    "unknown kind": (
+        _with('kind = "manager"', 'kind = "boss"'),
+        ["organisations[0].approval_profiles[1].kind: 'boss' is not one of user, manager"],
+    ),
+    "unknown first factor": (
+        _with('kind = "manager"', 'kind = "manager"\n  first_factor = "sms"'),
+        ["organisations[0].approval_profiles[1].first_factor: 'sms' is not one of password, email_link, none"],
+    ),
+    "manager-only field on a user profile": (
+        _with('name = "Staff"', 'name = "Staff"\n  fallback_approver = "it@good.test"'),
+        ["organisations[0].approval_profiles[0].fallback_approver: only a manager-approval profile"],
+    ),
+    "bad fallback approver (profile service)": (
+        _with('kind = "manager"', 'kind = "manager"\n  fallback_approver = "not-an-address"'),
+        ["organisations[0].approval_profiles[1].fallback_approver: enter one email address"],
+    ),
+    "message without a link (profile service)": (
+        _with('name = "Staff"', 'name = "Staff"\n  message = """\nHello {user}, {{ok}}\n"""'),
+        ["organisations[0].approval_profiles[0].message: the message must contain {link}"],
+    ),
+    "unknown placeholder": (
+        _with('name = "Staff"', 'name = "Staff"\n  subject = "Hi {name}"'),
+        ["organisations[0].approval_profiles[0].subject: unknown placeholder {name}"],
+    ),
+    "bad server url (profile service)": (
+        _with('server_url = "https://gatehouse.good.test"', 'server_url = "ftp://gatehouse.good.test"'),
+        ["organisations[0].approval_profiles[0].server_url: enter the address people open Gatehouse at"],
+    ),
+    "missing server url": (
+        _with('  server_url = "https://gatehouse.good.test"\n', ""),
+        ["organisations[0].approval_profiles[0].server_url: required field is missing"],
+    ),
+    "unknown mail server": (
+        _with('mail_servers = ["Relay"]', 'mail_servers = ["Relay", "Nope"]'),
+        ["organisations[0].approval_profiles[0].mail_servers[1]: no mail server 'Nope' in this organisation"],
+    ),
+    "mail server of another organisation": (
+        _with('mail_servers = ["Relay"]', 'mail_servers = ["Backup relay"]'),
+        ["organisations[0].approval_profiles[0].mail_servers[0]: no mail server 'Backup relay'"],
+    ),
+    "no mail server (profile service)": (
+        _with('mail_servers = ["Relay"]', "mail_servers = []"),
+        ["organisations[0].approval_profiles[0].mail_servers: choose at least one mail server"],
+    ),
+    "repeated directory": (
+        _with('directories = ["local", "LDAP"]', 'directories = ["local", "LDAP", "local"]'),
+        ["organisations[0].approval_profiles[0].directories[2]: 'local' is already listed"],
+    ),
+    "unknown profile directory": (
+        _with('directories = ["local", "LDAP"]', 'directories = ["local", "AD"]'),
+        ["organisations[0].approval_profiles[0].directories[1]: no directory 'AD' in this organisation"],
+    ),
+    "directories as a string": (
+        _with('directories = ["local", "LDAP"]', 'directories = "local"'),
+        ["organisations[0].approval_profiles[0].directories: expected an array of directory names"],
+    ),
+    "two defaults": (
+        _with('name = "Staff"', 'name = "Staff"\n  default = true').replace(
+            'kind = "manager"', 'kind = "manager"\n  default = true'),
+        [("organisations[0].approval_profiles[1].default: only one profile can be the default, and "
+          "organisations[0].approval_profiles[0] already says default = true")],
+    ),
+    "duplicate profile name": (
+        _with('name = "Managers"', 'name = "Staff"'),
+        ["organisations[0].approval_profiles[1].name: 'Staff' is already used by organisations[0].approval_profiles[0]"],
+    ),
+    "bad regular expression": (
+        _with('values = ["cn=finance,ou=groups,dc=good,dc=test"]', 'values = ["re:(", "ok"]'),
+        ["organisations[0].policies[0].values[0]: not a valid regular expression"],
+    ),
+    "slow regular expression": (
+        _with('values = ["cn=finance,ou=groups,dc=good,dc=test"]', 'values = ["ok", "re:(a+)+"]'),
+        ["organisations[0].policies[0].values[1]: the regular expression repeats a group"],
+    ),
+    "values as a string": (
+        _with('values = ["cn=finance,ou=groups,dc=good,dc=test"]', 'values = "x"'),
+        ["organisations[0].policies[0].values: expected an array of strings, got a string 'x'"],
+    ),
+    "no values (policy service)": (
+        _with('values = ["cn=finance,ou=groups,dc=good,dc=test"]', "values = []"),
+        ["organisations[0].policies[0].values: enter at least one value"],
+    ),
+    "bad attribute (policy service)": (
+        _with('attribute = "memberOf"', 'attribute = "member of"'),
+        ["organisations[0].policies[0].attribute: 'member of' is not an attribute name"],
+    ),
+    "unknown policy profile": (
+        _with('profile = "Managers"', 'profile = "Nobody"'),
+        ["organisations[0].policies[0].profile: no approval profile 'Nobody' in this organisation"],
+    ),
+    "unknown policy directory": (
+        _with('directory = "LDAP"', 'directory = "AD"'),
+        ["organisations[0].policies[0].directory: no directory 'AD' in this organisation"],
+    ),
+    "directory not among the profile's (policy service)": (
+        _with('directory = "LDAP"', 'directory = "local"'),
+        [("organisations[0].policies[0].directory: Local accounts is not one of the fallback directories of "
+          "the approval profile Managers")],
+    ),
+    "missing policy profile": (
+        _with('  profile = "Managers"\n', ""),
+        ["organisations[0].policies[0].profile: required field is missing"],
+    ),
+    "enabled as a string": (
+        _with('attribute = "memberOf"', 'attribute = "memberOf"\n  enabled = "no"'),
+        ["organisations[0].policies[0].enabled: expected true or false"],
+    ),
+    "policy name too long (policy service)": (
+        _with('name = "Finance"', f'name = "{"F" * 101}"'),
+        ["organisations[0].policies[0].name: use at most 100 characters"],
+    ),
+    "policies as a single table": (
+        BASE.replace('name = "Good Org"', 'name = "Good Org"\npolicies = {name = "x"}'),
+        ["organisations[0].policies: expected an array of tables ([[organisations.policies]]), got a table"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(APPROVAL_BAD_INPUTS))
+def test_bad_approval_input_is_refused_naming_the_field(database, case):
+    import_config(FULL_APPROVALS, ENV)  # existing profiles and policies must survive every refusal
+    text, expected = APPROVAL_BAD_INPUTS[case]
+    error = refused(text)
+    for fragment in expected:
+        assert any(line.startswith(fragment) for line in error.errors), (fragment, error.errors)
+
+
+def test_a_bad_policy_after_good_profile_changes_leaves_the_database_exactly_as_before(database):
+    import_config(APPROVALS_BASE, ENV)
+    text = (BASE + STAFF.replace('directories = ["local", "LDAP"]', 'directories = ["LDAP", "local"]')
+            + MANAGERS.replace('kind = "manager"', 'kind = "manager"\n  default = true\n  link_lifetime_minutes = 60')
+            + '\n  [[organisations.approval_profiles]]\n  name = "New"\n  server_url = "https://n.good.test"\n'
+              '  mail_servers = ["Relay"]\n  directories = ["local"]\n'
+            + policy("Fine") + FINANCE.replace('values = ["cn=finance,ou=groups,dc=good,dc=test"]', 'values = ["re:[z-a]"]'))
+
+    error = refused(text)  # the old policy was deleted and three profiles written before this
+
+    assert error.errors == [("organisations[0].policies[1].values[0]: not a valid regular expression: "
+                             "bad character range z-a at position 1")]
+    assert default_name() == "Staff" and ApprovalProfile.select().count() == 2
+
+
+def test_every_approval_problem_is_reported_at_once(database):
+    text = (_with('mail_servers = ["Relay"]', 'mail_servers = ["Nope"]')
+            .replace('kind = "manager"', 'kind = "manager"\n  link_lifetime_minutes = 9999')
+            .replace('profile = "Managers"', 'profile = "Nobody"'))
+    error = refused(text)
+    assert [line.split(":")[0] for line in error.errors] == [
+        "organisations[0].approval_profiles[0].mail_servers[0]",
+        "organisations[0].approval_profiles[1].link_lifetime_minutes",
+        "organisations[0].policies[0].profile",
+    ]
+
+
+def test_a_policy_of_a_refused_profile_is_not_checked_against_its_old_state(database):
+    import_config(APPROVALS_BASE, ENV)
+    text = (BASE + STAFF + MANAGERS.replace('directories = ["LDAP"]', 'directories = ["local"]\n  subject = "{x}"')
+            + FINANCE.replace('directory = "LDAP"', 'directory = "local"').replace("memberOf", "username"))
+    error = refused(text)
+    assert [line.split(":")[0] for line in error.errors] == ["organisations[0].approval_profiles[1].subject"]
+
+
+def test_parse_keeps_policies_none_without_the_key():
+    assert parse(APPROVALS_BASE, ENV)["organisations"][0]["policies"][0]["attribute"] == "memberOf"
+    assert parse(BASE + STAFF, ENV)["organisations"][0]["policies"] is None
+    empty = parse(BASE.replace('name = "Good Org"', 'name = "Good Org"\npolicies = []'), ENV)
+    assert empty["organisations"][0]["policies"] == []
