@@ -120,11 +120,13 @@ def _init_extensions(app: Flask) -> None:
 
 def _register_blueprints(app: Flask) -> None:
     from blueprints.admin import bp as admin_bp
+    from blueprints.approvals import bp as approvals_bp
     from blueprints.auth import bp as auth_bp
     from blueprints.core import bp as core_bp
 
     app.register_blueprint(core_bp)
     app.register_blueprint(auth_bp)
+    app.register_blueprint(approvals_bp)
     app.register_blueprint(admin_bp)
     if app.config["DEVELOPMENT"]:
         # The dev inbox reads captured mail from disk: it must never exist in production.

@@ -8,8 +8,11 @@ IDENTIFIER_KW = {"autocomplete": "username", "autocapitalize": "none", "spellche
 
 
 class IdentifierForm(FlaskForm):
-    """Identifier-first sign-in: username or email, then the method."""
+    """Identifier-first sign-in: username or email (and the Account ID when several
+    organisations share this installation), then the method."""
 
+    account_id = StringField("Account ID", validators=[Optional(), Length(max=64, message="That is too long for an Account ID.")],
+                             render_kw={"autocapitalize": "none", "spellcheck": "false", "autocomplete": "organization"})
     identifier = StringField(
         "Username or email",
         validators=[DataRequired("Enter your username or email address."), Length(max=256, message="That is too long for a username or email address.")],
@@ -20,6 +23,7 @@ class IdentifierForm(FlaskForm):
 class PasswordSignInForm(FlaskForm):
     """Username (or email) and password."""
 
+    account_id = HiddenField(validators=[Optional(), Length(max=64)])
     identifier = StringField(
         "Username or email",
         validators=[DataRequired("Enter your username or email address."), Length(max=256, message="That is too long for a username or email address.")],

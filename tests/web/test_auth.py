@@ -102,11 +102,11 @@ def test_account_page_needs_sign_in(client):
     assert response.status_code == 302 and response.headers["Location"].startswith("/login")
 
 
-def test_identifier_page_leads_to_the_password_page(client):
+def test_identifier_page_leads_to_the_password_page(client, ann):
     client.get("/login")
     response = client.post("/login", {"identifier": "ann", "method": "password"})
     assert response.status_code == 303
-    assert response.headers["Location"].startswith("/login/password?identifier=ann")
+    assert response.headers["Location"].startswith("/login/password?identifier=ann&account_id=acme")
 
 
 @pytest.mark.parametrize("role, status", [("owner", 200), ("technician", 200), ("team", 403), ("user", 403)])
