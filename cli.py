@@ -114,7 +114,8 @@ def db_status():
 @config_cli.command("import")
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
 def config_import(path: Path):
-    """Create or update organisations, directories and mail servers from a TOML file."""
+    """Create or update organisations, directories, mail servers, approval profiles and
+    policies from a TOML file."""
     from services.configuration import ConfigFileError, import_config
 
     try:
@@ -123,7 +124,7 @@ def config_import(path: Path):
         raise click.ClickException(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
     connect_database()
     try:
-        summary = import_config(text)
+        summary = import_config(text, actor=f"config import {path.name}")
     except ConfigFileError as exc:
         raise click.ClickException(f"{path}: nothing was imported.\n{exc}") from None
     click.echo(f"imported {path}: {summary}")
@@ -207,7 +208,8 @@ def dev():
     applied = upgrade(database.obj)
     if applied:
         click.echo(f"database migrated: {', '.join(applied)}")
-    import_config(demo.demo_config(config["DEV_LDAP_PORT"], config["DEV_SMTP_PORT"]))
+    import_config(demo.demo_config(config["DEV_LDAP_PORT"], config["DEV_SMTP_PORT"], config["SERVER_URL"]),
+                  actor="make run")
     demo.ensure_demo_admin()
     database.close()
 

@@ -16,9 +16,11 @@ DEMO_ORGANISATION = "acme"
 DEMO_ADMIN = "admin"
 
 
-def demo_config(ldap_port: int, smtp_port: int) -> str:
-    """The demo organisation as configuration-as-code TOML, pointing at the embedded servers."""
-    return Template(DEMO_CONFIG.read_text(encoding="utf-8")).substitute(ldap_port=ldap_port, smtp_port=smtp_port)
+def demo_config(ldap_port: int, smtp_port: int, server_url: str) -> str:
+    """The demo organisation as configuration-as-code TOML, pointing at the embedded
+    servers, with links in emails built from ``server_url``."""
+    return Template(DEMO_CONFIG.read_text(encoding="utf-8")).substitute(
+        ldap_port=ldap_port, smtp_port=smtp_port, server_url=server_url)
 
 
 def read_ldif(path: Path) -> list[dict[str, list[str]]]:
