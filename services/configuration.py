@@ -815,12 +815,7 @@ def _secret_differs(row, name: str, secret: dict) -> bool:
 
 
 def _store_secret(row, name: str, secret: dict) -> None:
-    if secret["value"] == "":
-        setattr(row, f"{name}_encrypted", None)
-        setattr(row, f"{name}_ref", None)
-    else:
-        setattr(row, f"{name}_encrypted", crypto.encrypt(secret["value"]))
-        setattr(row, f"{name}_ref", secret["ref"])
+    crypto.store_secret(row, name, secret["value"], ref=secret["ref"])
 
 
 def _upsert(model, kind: str, organisation: Organisation, entry: dict, summary: ImportSummary) -> None:

@@ -50,3 +50,13 @@ def decrypt(token: str) -> str:
         raise SecretUnreadable(
             "a stored secret cannot be decrypted: was GATEHOUSE_SECRET_KEY changed? enter the secret again"
         ) from None
+
+
+def store_secret(row, name: str, value: str | None, *, ref: str | None = None) -> None:
+    """Set the write-only secret ``name`` of a model row (columns ``<name>_encrypted`` and
+    ``<name>_ref``): ``""`` removes it, None keeps it, anything else is stored encrypted
+    (with the ``env:NAME`` reference it came from, if any)."""
+    if value is None:
+        return
+    setattr(row, f"{name}_encrypted", encrypt(value) if value else None)
+    setattr(row, f"{name}_ref", ref if value else None)

@@ -130,12 +130,7 @@ def save(
             for field in FIELDS:
                 setattr(directory, field, values[field])
             directory.ca_file = values["ca_file"] or None
-            if clear_password:
-                directory.bind_password_encrypted = None
-                directory.bind_password_ref = None
-            elif password:
-                directory.bind_password_encrypted = crypto.encrypt(password)
-                directory.bind_password_ref = None
+            crypto.store_secret(directory, "bind_password", "" if clear_password else (password or None))
             directory.updated_at = utcnow()
             directory.save()
             audit.record(

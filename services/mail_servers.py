@@ -49,12 +49,7 @@ def save(
             setattr(server, field, values[field])
         server.name = name
         server.ca_file = (values.get("ca_file") or "").strip() or None
-        if clear_password:
-            server.password_encrypted = None
-            server.password_ref = None
-        elif password:
-            server.password_encrypted = crypto.encrypt(password)
-            server.password_ref = None
+        crypto.store_secret(server, "password", "" if clear_password else (password or None))
         server.updated_at = utcnow()
         server.save()
         audit.record(

@@ -48,6 +48,7 @@ from models import (
 )
 
 from . import audit, ordering
+from .profiles import default_profile
 from .directory import (
     DirectoryError,
     DirectoryUser,
@@ -396,13 +397,6 @@ def to_rule(policy: Policy) -> Rule:
 def rules_for(organisation: Organisation) -> list[Rule]:
     """The organisation's policies as engine rules, top to bottom."""
     return [to_rule(p) for p in policies_of(organisation)]
-
-
-def default_profile(organisation: Organisation) -> ApprovalProfile | None:
-    """The organisation's default approval profile (used when no policy matches)."""
-    return (ApprovalProfile.select()
-            .where((ApprovalProfile.organisation == organisation) & (ApprovalProfile.is_default == True))
-            .order_by(ApprovalProfile.id).first())
 
 
 def fallback_directories(profile: ApprovalProfile) -> list[Directory | None]:
