@@ -2,7 +2,29 @@
 
 from __future__ import annotations
 
+import logging
+import re
+
 from flask import Flask, request
+
+# Paths that carry a secret: emailed links and support tokens.
+SECRET_PATH = re.compile(r"(/(?:l|a|token)/)[A-Za-z0-9_-]{8,}")
+
+
+def redact(text: str) -> str:
+    """``text`` with the token of every secret-carrying path replaced."""
+    return SECRET_PATH.sub(r"\1[redacted]", text)
+
+
+class RedactTokens(logging.Filter):
+    """Keeps link tokens out of access logs (werkzeug logs every request line)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args:
+            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        return True
 
 CONTENT_SECURITY_POLICY = "; ".join(
     [
@@ -20,7 +42,10 @@ CONTENT_SECURITY_POLICY = "; ".join(
 
 
 def register(app: Flask) -> None:
-    """Add the security headers to every response of ``app``."""
+    """Add the security headers to every response of ``app``, and keep tokens out of the logs."""
+    werkzeug_log = logging.getLogger("werkzeug")
+    if not any(isinstance(f, RedactTokens) for f in werkzeug_log.filters):
+        werkzeug_log.addFilter(RedactTokens())
 
     @app.after_request
     def _headers(response):

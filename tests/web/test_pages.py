@@ -191,3 +191,25 @@ def test_pages_when_the_database_is_down(tmp_path):
 def test_dev_inbox_exists_only_in_development(client, dev_client):
     assert client.get("/dev/mail").status_code == 404
     assert dev_client.get("/dev/mail").status_code == 200
+
+
+def test_access_logs_never_show_link_tokens(app, caplog):
+    import logging
+    import urllib.request
+
+    from tests.support.browser import LiveServer
+
+    token = "Abcdefghijklmnopqrstuvwxyz0123456789-_ABCDE"
+    server = LiveServer(app).start()
+    try:
+        with caplog.at_level(logging.INFO, logger="werkzeug"):
+            for path in (f"/l/{token}", f"/a/{token}"):
+                try:
+                    urllib.request.urlopen(f"{server.url}{path}", timeout=5)
+                except urllib.error.HTTPError:
+                    pass  # 404 for an unknown token is expected; the log line is what matters
+    finally:
+        server.stop()
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert "/l/[redacted]" in logged and "/a/[redacted]" in logged
+    assert token not in logged
