@@ -80,13 +80,15 @@ def expire_if_due(request: SignInRequest, now: dt.datetime | None = None) -> Sig
     return request
 
 
-def _decide(token: str | None, new_status: str) -> tuple[str, SignInRequest | None]:
+def _decide(token: str | None, new_status: str, kind: str) -> tuple[str, SignInRequest | None]:
     request = by_token(token)
-    if request is None:
+    if request is None or request.kind != kind:
+        # A user's own link posted to the manager's page (or the reverse) changes nothing.
         return "unknown", None
     now = utcnow()
     won = SignInRequest.update(status=new_status, decided_at=now).where(
         (SignInRequest.id == request.id)
+        & (SignInRequest.kind == kind)
         & (SignInRequest.status == "pending")
         & (SignInRequest.expires_at > now)
     ).execute()
@@ -96,28 +98,39 @@ def _decide(token: str | None, new_status: str) -> tuple[str, SignInRequest | No
     return ("expired" if request.status == "expired" else "used"), request
 
 
-def approve(token: str | None) -> tuple[str, SignInRequest | None]:
-    """Approve through the emailed link (the user's own, or the manager's).
+def approve(token: str | None, kind: str) -> tuple[str, SignInRequest | None]:
+    """Approve through the emailed link of ``kind`` ("user": the user's own link,
+    "manager": the approver's).
 
     Returns ("approved", request) for exactly one caller; otherwise "expired", "used"
-    (already approved, denied, cancelled or completed) or "unknown"."""
-    return _decide(token, "approved")
+    (already approved, denied, cancelled or completed) or "unknown" (no such link of
+    that kind)."""
+    return _decide(token, "approved", kind)
 
 
-def deny(token: str | None) -> tuple[str, SignInRequest | None]:
-    """Deny through the emailed link ("This wasn't me" / the manager's Deny)."""
-    return _decide(token, "denied")
+def deny(token: str | None, kind: str) -> tuple[str, SignInRequest | None]:
+    """Deny through the emailed link of ``kind`` ("This wasn't me" / the manager's Deny)."""
+    return _decide(token, "denied", kind)
+
+
+def abandon(request: SignInRequest) -> None:
+    """End an approved request that cannot go on (its manager step could not start)."""
+    SignInRequest.update(status="denied", decided_at=utcnow()).where(
+        (SignInRequest.id == request.id) & (SignInRequest.status == "approved")
+    ).execute()
 
 
 def complete(request: SignInRequest, binding_secret: str | None) -> bool:
     """Hand out the session: True for exactly one call, and only from the browser whose
-    binding secret matches an approved request."""
+    binding secret matches an approved request. A request that escalates to a manager is
+    never completed itself: only the manager request that follows it can be."""
     if not tokens.matches(binding_secret, request.binding_hash):
         return False
     return bool(
         SignInRequest.update(status="completed", completed_at=utcnow()).where(
             (SignInRequest.id == request.id)
             & (SignInRequest.status == "approved")
+            & (SignInRequest.escalate == False)  # noqa: E712 (peewee expression)
             & (SignInRequest.binding_hash == request.binding_hash)
         ).execute()
     )

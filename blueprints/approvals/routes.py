@@ -147,8 +147,8 @@ def link_decide(token: str):
     action = request.form.get("action")
     if action not in ("approve", "deny"):
         abort(400, "Choose Sign in or This wasn't me.")
-    outcome, found = (signin_requests.approve if action == "approve" else signin_requests.deny)(token)
-    if found is None or found.kind != "user" or found.account is None:
+    outcome, found = (signin_requests.approve if action == "approve" else signin_requests.deny)(token, "user")
+    if found is None or found.account is None:
         return _link_gone(None)
     if outcome not in ("approved", "denied"):
         if outcome == "expired":
@@ -165,6 +165,8 @@ def link_decide(token: str):
         try:
             follower = signin.escalate(found)
         except (signin.NoApprover, signin.Throttled) as exc:
+            # Without a manager step the sign-in must not go on: end it.
+            signin_requests.abandon(found)
             return render("approvals/decided.html", decision="no_approver", message=str(exc), sign_in=found)
         if signin_requests.status_for(found, binding_secret()) is not None:
             return redirect_to(url_for("approvals.wait_page", public_id=follower.public_id))
@@ -200,8 +202,8 @@ def approval_decide(token: str):
     action = request.form.get("action")
     if action not in ("approve", "deny"):
         abort(400, "Choose Approve or Deny.")
-    outcome, found = (signin_requests.approve if action == "approve" else signin_requests.deny)(token)
-    if found is None or found.kind != "manager" or found.account is None:
+    outcome, found = (signin_requests.approve if action == "approve" else signin_requests.deny)(token, "manager")
+    if found is None or found.account is None:
         return _link_gone(None)
     if outcome not in ("approved", "denied"):
         if outcome == "expired":

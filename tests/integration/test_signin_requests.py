@@ -37,8 +37,8 @@ def test_reading_a_request_changes_nothing(account):
 
 def test_approve_then_complete_once_in_the_binding_browser(account):
     created = new_request(account)
-    assert signin_requests.approve(created.link_token)[0] == "approved"
-    assert signin_requests.approve(created.link_token)[0] == "used"
+    assert signin_requests.approve(created.link_token, "user")[0] == "approved"
+    assert signin_requests.approve(created.link_token, "user")[0] == "used"
     request = SignInRequest.get_by_id(created.request.id)
     assert signin_requests.complete(request, "someone-elses-cookie") is False
     assert signin_requests.complete(request, None) is False
@@ -49,8 +49,8 @@ def test_approve_then_complete_once_in_the_binding_browser(account):
 
 def test_deny_wins_over_a_later_approve(account):
     created = new_request(account)
-    assert signin_requests.deny(created.link_token)[0] == "denied"
-    assert signin_requests.approve(created.link_token)[0] == "used"
+    assert signin_requests.deny(created.link_token, "user")[0] == "denied"
+    assert signin_requests.approve(created.link_token, "user")[0] == "used"
     request = SignInRequest.get_by_id(created.request.id)
     assert signin_requests.complete(request, created.binding_secret) is False
 
@@ -58,13 +58,13 @@ def test_deny_wins_over_a_later_approve(account):
 def test_expired_links_are_refused_by_the_server_clock(account):
     created = new_request(account)
     SignInRequest.update(expires_at=utcnow()).where(SignInRequest.id == created.request.id).execute()
-    assert signin_requests.approve(created.link_token)[0] == "expired"
+    assert signin_requests.approve(created.link_token, "user")[0] == "expired"
     assert signin_requests.status_for(created.request, created.binding_secret) == "expired"
 
 
 @pytest.mark.parametrize("token", [None, "", "short", "x" * 500, "not a token!", "../../etc/passwd", "a" * 43])
 def test_unknown_or_malformed_tokens(account, token):
-    assert signin_requests.approve(token) == ("unknown", None)
+    assert signin_requests.approve(token, "user") == ("unknown", None)
     assert signin_requests.by_token(token) is None
 
 
@@ -74,7 +74,7 @@ def test_cancel_and_status_need_the_binding_secret(account):
     assert signin_requests.cancel(created.request, "wrong") is False
     assert signin_requests.cancel(created.request, created.binding_secret) is True
     assert signin_requests.status_for(created.request, created.binding_secret) == "cancelled"
-    assert signin_requests.approve(created.link_token)[0] == "used"
+    assert signin_requests.approve(created.link_token, "user")[0] == "used"
 
 
 def test_twenty_concurrent_confirmations_exactly_one_wins(account):
@@ -86,7 +86,7 @@ def test_twenty_concurrent_confirmations_exactly_one_wins(account):
         try:
             db.connect(reuse_if_open=True)
             barrier.wait()
-            results.append(signin_requests.approve(created.link_token)[0])
+            results.append(signin_requests.approve(created.link_token, "user")[0])
         except Exception as exc:  # collected and asserted below
             errors.append(exc)
         finally:
@@ -103,7 +103,7 @@ def test_twenty_concurrent_confirmations_exactly_one_wins(account):
 
 def test_twenty_concurrent_completions_hand_out_one_session(account):
     created = new_request(account)
-    signin_requests.approve(created.link_token)
+    signin_requests.approve(created.link_token, "user")
     request = SignInRequest.get_by_id(created.request.id)
     results = []
     barrier = threading.Barrier(20)
@@ -122,3 +122,19 @@ def test_twenty_concurrent_completions_hand_out_one_session(account):
     for thread in threads:
         thread.join(30)
     assert results.count(True) == 1 and results.count(False) == 19
+
+
+def test_a_link_of_one_kind_cannot_decide_a_request_of_the_other(account):
+    created = new_request(account)
+    assert signin_requests.approve(created.link_token, "manager") == ("unknown", None)
+    assert signin_requests.deny(created.link_token, "manager") == ("unknown", None)
+    assert SignInRequest.get_by_id(created.request.id).status == "pending"
+
+
+def test_an_escalating_request_never_hands_out_a_session_itself(account):
+    created = signin_requests.create(account.organisation, account, None, "user", lifetime_minutes=15, escalate=True)
+    assert signin_requests.approve(created.link_token, "user")[0] == "approved"
+    request = SignInRequest.get_by_id(created.request.id)
+    assert signin_requests.complete(request, created.binding_secret) is False
+    signin_requests.abandon(request)
+    assert SignInRequest.get_by_id(created.request.id).status == "denied"

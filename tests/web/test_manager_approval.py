@@ -101,3 +101,32 @@ def test_fallback_approver_when_the_manager_has_no_mail(app, client, demo, smtp_
     ask_link(client, "temp")
     [message] = deliver(app, smtp_server, 1)
     assert message["To"] == "it@acme.test"
+
+
+def test_no_manager_step_means_no_sign_in(app, client, demo, smtp_server):
+    """The user's own link was confirmed but the manager cannot be asked: the sign-in ends."""
+    with app.app_context():
+        ApprovalProfile.update(first_factor="email_link").where(ApprovalProfile.id == demo.id).execute()
+        from services.signin import APPROVALS_PER_APPROVER
+
+        for _ in range(APPROVALS_PER_APPROVER.count):
+            ratelimit.hit(APPROVALS_PER_APPROVER, "olivia@acme.test")
+    wait_url = ask_link(client, "fiona").headers["Location"]
+    _, token = link_in(deliver(app, smtp_server, 1)[0])
+    client.get(f"/l/{token}")
+    page = client.post(f"/l/{token}", {"action": "approve"}).get_data(as_text=True)
+    assert "Try again in" in page
+    assert client.post(f"{wait_url}/finish", {}).headers["Location"] == "/login"
+    assert client.get("/account").status_code == 302
+
+
+def test_the_users_own_link_posted_to_the_manager_page_changes_nothing(app, client, demo, smtp_server):
+    with app.app_context():
+        ApprovalProfile.update(first_factor="email_link").where(ApprovalProfile.id == demo.id).execute()
+    wait_url = ask_link(client, "fiona").headers["Location"]
+    _, token = link_in(deliver(app, smtp_server, 1)[0])
+    client.get(f"/l/{token}")
+    assert client.post(f"/a/{token}", {"action": "approve"}).status_code == 404
+    with app.app_context():
+        assert SignInRequest.get().status == "pending"
+    assert client.post(f"{wait_url}/finish", {}).headers["Location"] == "/login"
