@@ -117,7 +117,7 @@ def _link_context(token: str, kind: str):
 
 
 def _viewed(found: SignInRequest, page: str) -> None:
-    audit.record("sign_in.link_viewed", actor=request.headers.get("User-Agent", "")[:80], organisation=found.organisation.slug,
+    audit.record("sign_in.link_viewed", actor="link holder", organisation=found.organisation.slug,
                  target=found.account.username, ip=client_ip(), user_agent=request.user_agent.string,
                  details={"request": found.public_id, "page": page})
 
