@@ -9,15 +9,23 @@ The one path for "Email me a sign-in link" and for manager approval:
    link, or nothing), then a request and an email with ``/a/<token>`` to the approver.
 4. An unknown identifier, an inactive account or a user without mail gets a decoy
    request that looks exactly the same to the browser and sends nothing.
+5. Failures (wrong password, "This wasn't me", an expired link) can notify the user's
+   manager (``notify_failure``), and a request's expiry is audited once (``expire``).
 
-Emails go through the outbox, so a page never waits for SMTP and known and unknown
-identifiers take the same time. Nothing here touches Flask.
+Emails are text with an HTML alternative, rendered from ``templates/email/*.txt`` and
+``*.html`` side by side (``render_email``). They go through the outbox, so a page never
+waits for SMTP and known and unknown identifiers take the same time. Nothing here
+touches Flask.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+from markupsafe import Markup, escape
 
 from models import Account, Organisation, SignInRequest, db, utcnow
 
@@ -29,6 +37,7 @@ LINKS_PER_IP = ratelimit.Limit("sign-in-links-per-ip", 30, dt.timedelta(minutes=
 APPROVALS_PER_APPROVER = ratelimit.Limit("approval-emails-per-approver", 10, dt.timedelta(hours=1))
 FAILURE_NOTICES = ratelimit.Limit("failed-sign-in-notices", 1, dt.timedelta(minutes=30))
 DECOY_LIFETIME = profiles.DEFAULT_LIFETIME
+EMAIL_TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "email"
 
 
 class Throttled(Exception):
@@ -126,13 +135,101 @@ def _link(profile, path: str, token: str) -> str:
     return f"{profile.server_url.rstrip('/')}{path}{token}"
 
 
-def _send(profile, to: str, *, kind: str, user_label: str, token: str, request: SignInRequest, approver: str = "") -> None:
-    path = "/a/" if kind == "manager" else "/l/"
-    subject, body = profiles.compose(
-        profile, user=user_label, link=_link(profile, path, token), ip=request.ip or "an unknown address",
-        browser=describe_browser(request.user_agent), expires_at=request.expires_at, approver=approver,
+def _one_line(value) -> str:
+    # Names and browsers come from the directory or the requester: in the text part a
+    # newline in them must not forge extra lines of the details block.
+    return " ".join(str(value).split())
+
+
+def _message_html(message: str, link: str) -> Markup:
+    """The admin's message for the HTML part: escaped (it carries the requester's IP,
+    browser and name), its line breaks kept, and our own link made clickable."""
+    escaped = escape(message)
+    if link:
+        escaped = escaped.replace(escape(link), Markup('<a href="{0}" style="color:#0969da;">{0}</a>').format(link))
+    return Markup("<br>\n").join(escaped.splitlines())
+
+
+def _email_environment() -> jinja2.Environment:
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(EMAIL_TEMPLATES),
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default_for_string=False),
+        undefined=jinja2.StrictUndefined,  # a misspelt variable fails the test, not the recipient
+        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+        auto_reload=False,  # parsed once per process; emails are rendered on the sign-in path
     )
-    message = mailer.queue(to, subject, body, organisation=profile.organisation,
+    environment.filters["one_line"] = _one_line
+    environment.filters["message_html"] = _message_html
+    return environment
+
+
+# One environment for the process: services have no Flask app (and so no render_template).
+_emails = _email_environment()
+
+
+@dataclass(frozen=True)
+class Email:
+    """A composed email: one-line subject, plain text and its HTML alternative."""
+
+    subject: str
+    text: str
+    html: str
+
+
+def render_email(name: str, **context) -> tuple[str, str]:
+    """(text, html) of ``templates/email/<name>.txt`` and ``<name>.html`` with ``context``;
+    the HTML one is autoescaped."""
+    return _emails.get_template(f"{name}.txt").render(context), _emails.get_template(f"{name}.html").render(context)
+
+
+def sign_in_email(
+    profile, *, kind: str, user: str, link: str, ip: str, browser: str, requested_at: dt.datetime,
+    expires_at: dt.datetime, approver: str = "", department: str | None = None,
+) -> Email:
+    """The sign-in email ``profile`` sends: the profile's subject and message (what the
+    admins configured) as the text part plus a details footer, and the same message with
+    a button, the plain link and a details table as the HTML part.
+
+    ``kind`` is "user" (the user's own link) or "manager" (an approval request to
+    ``approver``); ``department`` is shown to managers when known."""
+    # One line each in the message too: a newline in a directory name must not forge lines.
+    user, ip, browser = _one_line(user), _one_line(ip), _one_line(browser)
+    subject, message = profiles.compose(profile, user=user, link=link, ip=ip, browser=browser,
+                                        expires_at=expires_at, approver=approver)
+    text, html = render_email(
+        "sign_in", kind=kind, subject=subject, message=message, link=link, user=user, department=department,
+        requested_at=profiles.format_expiry(requested_at), ip=ip, browser=browser,
+        expires=profiles.format_expiry(expires_at), minutes=profile.link_lifetime_minutes,
+        organisation=profile.organisation.name,
+    )
+    return Email(subject, text, html)
+
+
+def failure_email(
+    *, organisation: str, user: str, username: str, reason: str, ip: str, browser: str, failed_at: dt.datetime,
+    department: str | None = None, expires_at: dt.datetime | None = None,
+) -> Email:
+    """The notice to a user's manager that a sign-in failed (``reason`` is a phrase such
+    as "the user said the sign-in was not them")."""
+    subject = _one_line(f"Failed sign-in for {username}")
+    text, html = render_email(
+        "failed_sign_in", subject=subject, organisation=organisation, user=user, department=department,
+        reason=reason, ip=ip, browser=browser, failed_at=profiles.format_expiry(failed_at),
+        expires=profiles.format_expiry(expires_at) if expires_at else None,
+        window_minutes=int(FAILURE_NOTICES.window.total_seconds() // 60),
+    )
+    return Email(subject, text, html)
+
+
+def _send(profile, to: str, *, kind: str, user_label: str, token: str, request: SignInRequest, approver: str = "",
+          department: str | None = None) -> None:
+    path = "/a/" if kind == "manager" else "/l/"
+    email = sign_in_email(
+        profile, kind=kind, user=user_label, link=_link(profile, path, token), ip=request.ip or "an unknown address",
+        browser=describe_browser(request.user_agent), requested_at=request.created_at, expires_at=request.expires_at,
+        approver=approver, department=department,
+    )
+    message = mailer.queue(to, email.subject, email.text, email.html, organisation=profile.organisation,
                            mail_servers=profiles.mail_servers_of(profile) or None)
     audit.record("email.queued", actor="gatehouse", organisation=profile.organisation.slug, target=to,
                  details={"outbox_id": message.id, "sign_in_request": request.public_id, "kind": kind})
@@ -211,8 +308,10 @@ def _ask_manager(profile, account: Account, resolution, *, ip: str, user_agent: 
         profile.organisation, account, profile, "manager", lifetime_minutes=profile.link_lifetime_minutes,
         approver_email=approver.mail, ip=ip, user_agent=user_agent, binding_hash=binding_hash,
     )
+    # The department comes from the entry just read, not from a second directory lookup.
     _send(profile, approver.mail, kind="manager", user_label=user_label(account), token=created.link_token,
-          request=created.request, approver=approver.mail)
+          request=created.request, approver=approver.mail,
+          department=resolution.user.department if resolution.user is not None else None)
     audit.record("sign_in.requested", actor=account.username, organisation=profile.organisation.slug, target=account.username,
                  ip=ip, user_agent=user_agent, details={"request": created.request.public_id, "profile": profile.name,
                                                         "kind": "manager", "approver": approver.mail})
@@ -233,30 +332,85 @@ def escalate(request: SignInRequest) -> SignInRequest | None:
     return started.request
 
 
-def notify_failure(request: SignInRequest | None, account: Account | None, reason: str) -> bool:
+def notify_failure(
+    request: SignInRequest | None, account: Account | None, reason: str, *, profile=None, ip: str | None = None,
+    user_agent: str | None = None, resolution=None,
+) -> bool:
     """Email the user's manager that a sign-in failed, when the profile asks for it;
-    at most once per ``FAILURE_NOTICES`` window per account. Returns whether one was queued."""
-    profile = request.profile if request is not None else None
+    at most once per ``FAILURE_NOTICES`` window per account. Returns whether one was queued.
+
+    ``profile``, ``ip`` and ``user_agent`` default to the request's; pass them when the
+    failure has no request (a wrong password before any request exists). A caller that
+    has just resolved the user passes its ``policy.decide`` resolution to save a lookup."""
+    profile = profile or (request.profile if request is not None else None)
     if account is None or profile is None or not profile.notify_manager_on_failure:
         return False
-    resolution = policy.decide(account.organisation, account.username if account.source == "local" else (account.email or account.username))
+    if resolution is None:
+        resolution = policy.decide(account.organisation, account.username if account.source == "local" else (account.email or account.username))
     if resolution.user is None:
         return False
     approver = policy.approver_for(profile, resolution.user, resolution.directory)
     if not approver.mail or not ratelimit.hit(FAILURE_NOTICES, f"{account.organisation.slug}:{account.id}").allowed:
         return False
-    when = utcnow().strftime("%Y-%m-%d %H:%M UTC")
-    body = (
-        f"Hello,\n\nA sign-in to {profile.organisation.name} as {user_label(account)} failed at {when}: {reason}.\n"
-        f"It came from {request.ip or 'an unknown address'} using {describe_browser(request.user_agent)}.\n\n"
-        "If this was not expected, talk to them or to your administrator. "
-        "You will not get another notice about this account for 30 minutes.\n"
+    ip = ip if ip is not None else (request.ip if request is not None else "")
+    user_agent = user_agent if user_agent is not None else (request.user_agent if request is not None else "")
+    email = failure_email(
+        organisation=profile.organisation.name, user=user_label(account), username=account.username, reason=reason,
+        ip=ip or "an unknown address", browser=describe_browser(user_agent), failed_at=utcnow(),
+        department=resolution.user.department, expires_at=request.expires_at if request is not None else None,
     )
-    mailer.queue(approver.mail, f"Failed sign-in for {account.username}", body, organisation=profile.organisation,
-                 mail_servers=profiles.mail_servers_of(profile) or None)
+    message = mailer.queue(approver.mail, email.subject, email.text, email.html, organisation=profile.organisation,
+                           mail_servers=profiles.mail_servers_of(profile) or None)
     audit.record("sign_in.failure_notified", actor="gatehouse", organisation=profile.organisation.slug,
-                 target=account.username, details={"approver": approver.mail, "reason": reason})
+                 target=account.username, details={"approver": approver.mail, "reason": reason, "outbox_id": message.id,
+                                                   "request": request.public_id if request is not None else None})
     return True
+
+
+def password_failed(resolution, *, ip: str, user_agent: str) -> bool:
+    """A wrong password (the first factor of manager approval, or a password sign-in) for
+    a user the directory knows: the failure notice, when their profile asks for it.
+
+    Only an existing Account is notified about; nothing is created for a failed attempt."""
+    if resolution is None or resolution.user is None or resolution.profile is None:
+        return False
+    user, organisation = resolution.user, resolution.profile.organisation
+    if user.source == "local":
+        account = Account.get_or_none((Account.organisation == organisation) & (Account.username == user.username)
+                                      & (Account.source == "local"))
+    else:
+        account = Account.get_or_none((Account.organisation == organisation) & (Account.directory == resolution.directory)
+                                      & (Account.external_id == (user.unique_id or user.dn)))
+    if account is None or account.status != "active":
+        return False
+    return notify_failure(None, account, "the password was wrong", profile=resolution.profile, ip=ip,
+                          user_agent=user_agent, resolution=resolution)
+
+
+def expire(request: SignInRequest | None, *, ip: str = "", user_agent: str = "") -> SignInRequest | None:
+    """Mark ``request`` expired when its lifetime is over, and audit ``sign_in.expired``
+    exactly once: only the caller whose UPDATE moves it from pending records the event.
+
+    Call it wherever an expired request can first be noticed (the link and approval
+    pages, their POSTs before deciding, the waiting page); ``ip``/``user_agent`` are of
+    whoever noticed. Returns the request as it is now."""
+    now = utcnow()
+    if request is None or request.status != "pending" or request.expires_at > now:
+        return request  # nothing to do, and no write: the waiting page polls every 2 s
+    # The same conditional UPDATE as signin_requests.expire_if_due, which does not say
+    # whether it was the one that moved the request; here the row count tells us.
+    moved = SignInRequest.update(status="expired", decided_at=now).where(
+        (SignInRequest.id == request.id) & (SignInRequest.status == "pending") & (SignInRequest.expires_at <= now)
+    ).execute()
+    request = SignInRequest.get_by_id(request.id)
+    if not moved:
+        return request  # someone else moved it (and audited it), or it was decided just before
+    if request.account is not None:  # a decoy's expiry is no event: nobody was signing in
+        audit.record("sign_in.expired", actor="gatehouse", organisation=request.organisation.slug,
+                     target=request.account.username, ip=ip, user_agent=user_agent, outcome="failure",
+                     details={"request": request.public_id, "kind": request.kind,
+                              "expired_at": profiles.format_expiry(request.expires_at)})
+    return request
 
 
 def department_of(account: Account) -> str | None:

@@ -50,6 +50,7 @@ def _waiting_request(public_id: str) -> SignInRequest:
 
 
 def _context(found: SignInRequest):
+    signin.expire(found, ip=client_ip(), user_agent=request.user_agent.string)  # audits an expiry once
     status = signin_requests.status_for(found, binding_secret())
     return {"sign_in": found, "state": status, "masked_approver": signin.mask_email(found.approver_email),
             "form": EmptyForm()}
@@ -110,7 +111,7 @@ def wait_cancel(public_id: str):
 def _link_context(token: str, kind: str):
     found = signin_requests.by_token(token)
     if found is not None:
-        found = signin_requests.expire_if_due(found)
+        found = signin.expire(found, ip=client_ip(), user_agent=request.user_agent.string)
     if found is None or found.kind != kind or found.account is None:
         return None
     return found
@@ -147,6 +148,7 @@ def link_decide(token: str):
     action = request.form.get("action")
     if action not in ("approve", "deny"):
         abort(400, "Choose Sign in or This wasn't me.")
+    signin.expire(signin_requests.by_token(token), ip=client_ip(), user_agent=request.user_agent.string)
     outcome, found = (signin_requests.approve if action == "approve" else signin_requests.deny)(token, "user")
     if found is None or found.account is None:
         return _link_gone(None)
@@ -202,6 +204,7 @@ def approval_decide(token: str):
     action = request.form.get("action")
     if action not in ("approve", "deny"):
         abort(400, "Choose Approve or Deny.")
+    signin.expire(signin_requests.by_token(token), ip=client_ip(), user_agent=request.user_agent.string)
     outcome, found = (signin_requests.approve if action == "approve" else signin_requests.deny)(token, "manager")
     if found is None or found.account is None:
         return _link_gone(None)

@@ -102,6 +102,7 @@ def login_password():
             organisation=organisation.slug if organisation else None, ip=client_ip(),
             user_agent=request.user_agent.string, outcome="failure", details={"reason": "wrong username or password"},
         )
+        signin.password_failed(resolution, ip=client_ip(), user_agent=request.user_agent.string)
         form.password.errors = ["Wrong username or password."]
         form.password.data = ""
         return render("auth/password.html", form=form, status=422)
