@@ -85,13 +85,7 @@ def wait_finish(public_id: str):
     """Hand the session to this browser if it holds the binding of an approved request."""
     found = _waiting_request(public_id)
     if EmptyForm().validate() and found.account is not None and signin_requests.complete(found, binding_secret()):
-        sign_in(found.account, "manager_approval" if found.kind == "manager" else "email_link")
-        audit.record("sign_in.completed", actor=found.account.username, organisation=found.organisation.slug,
-                     target=found.account.username, ip=client_ip(), user_agent=request.user_agent.string,
-                     details={"request": found.public_id, "method": found.kind})
-        response = redirect_to(url_for("auth.account"))
-        response.delete_cookie(BINDING_COOKIE, path="/")
-        return response
+        return _finish(found, "manager_approval" if found.kind == "manager" else "email_link")
     flash("This sign-in cannot be finished in this browser. Start again from the sign-in page.", "error")
     return redirect_to(url_for("auth.login"))
 
@@ -140,22 +134,42 @@ def link_page(token: str):
                   browser=signin.describe_browser(found.user_agent), same_browser=signin_requests.status_for(found, binding_secret()) is not None)
 
 
-@bp.post("/l/<token>")
-def link_decide(token: str):
-    """Sign in (approve; in the browser that asked, the session starts here) or deny."""
+def _decide(token: str, kind: str, choices: str, expired_reason: str):
+    """Apply the POSTed decision (approve / deny) to the link's request of ``kind``.
+    Returns (outcome, request, None), or (None, None, the page to show instead)."""
     if not EmptyForm().validate():
         abort(400)
     action = request.form.get("action")
     if action not in ("approve", "deny"):
-        abort(400, "Choose Sign in or This wasn't me.")
+        abort(400, f"Choose {choices}.")
     signin.expire(signin_requests.by_token(token), ip=client_ip(), user_agent=request.user_agent.string)
-    outcome, found = (signin_requests.approve if action == "approve" else signin_requests.deny)(token, "user")
+    outcome, found = (signin_requests.approve if action == "approve" else signin_requests.deny)(token, kind)
     if found is None or found.account is None:
-        return _link_gone(None)
+        return None, None, _link_gone(None)
     if outcome not in ("approved", "denied"):
         if outcome == "expired":
-            signin.notify_failure(found, found.account, "the sign-in link expired before it was used")
-        return _link_gone(found)
+            signin.notify_failure(found, found.account, expired_reason)
+        return None, None, _link_gone(found)
+    return outcome, found, None
+
+
+def _finish(found: SignInRequest, method: str):
+    """Sign this browser in for ``found`` and go to the account page."""
+    sign_in(found.account, method)
+    audit.record("sign_in.completed", actor=found.account.username, organisation=found.organisation.slug,
+                 target=found.account.username, ip=client_ip(), user_agent=request.user_agent.string,
+                 details={"request": found.public_id, "method": method})
+    response = redirect_to(url_for("auth.account"))
+    response.delete_cookie(BINDING_COOKIE, path="/")
+    return response
+
+
+@bp.post("/l/<token>")
+def link_decide(token: str):
+    """Sign in (approve; in the browser that asked, the session starts here) or deny."""
+    outcome, found, page = _decide(token, "user", "Sign in or This wasn't me", "the sign-in link expired before it was used")
+    if page is not None:
+        return page
     audit.record("sign_in.confirmed" if outcome == "approved" else "sign_in.denied", actor=found.account.username,
                  organisation=found.organisation.slug, target=found.account.username, ip=client_ip(),
                  user_agent=request.user_agent.string, outcome="success" if outcome == "approved" else "denied",
@@ -175,13 +189,7 @@ def link_decide(token: str):
         return render("approvals/decided.html", decision="escalated", sign_in=follower,
                       masked_approver=signin.mask_email(follower.approver_email))
     if signin_requests.complete(found, binding_secret()):
-        sign_in(found.account, "email_link")
-        audit.record("sign_in.completed", actor=found.account.username, organisation=found.organisation.slug,
-                     target=found.account.username, ip=client_ip(), user_agent=request.user_agent.string,
-                     details={"request": found.public_id, "method": "email_link"})
-        response = redirect_to(url_for("auth.account"))
-        response.delete_cookie(BINDING_COOKIE, path="/")
-        return response
+        return _finish(found, "email_link")
     return render("approvals/decided.html", decision="approved_elsewhere", sign_in=found)
 
 
@@ -199,19 +207,9 @@ def approval_page(token: str):
 @bp.post("/a/<token>")
 def approval_decide(token: str):
     """The manager approves or denies; the waiting browser learns it on its next poll."""
-    if not EmptyForm().validate():
-        abort(400)
-    action = request.form.get("action")
-    if action not in ("approve", "deny"):
-        abort(400, "Choose Approve or Deny.")
-    signin.expire(signin_requests.by_token(token), ip=client_ip(), user_agent=request.user_agent.string)
-    outcome, found = (signin_requests.approve if action == "approve" else signin_requests.deny)(token, "manager")
-    if found is None or found.account is None:
-        return _link_gone(None)
-    if outcome not in ("approved", "denied"):
-        if outcome == "expired":
-            signin.notify_failure(found, found.account, "the approval request expired")
-        return _link_gone(found)
+    outcome, found, page = _decide(token, "manager", "Approve or Deny", "the approval request expired")
+    if page is not None:
+        return page
     audit.record("sign_in.approved" if outcome == "approved" else "sign_in.denied", actor=found.approver_email or "",
                  organisation=found.organisation.slug, target=found.account.username, ip=client_ip(),
                  user_agent=request.user_agent.string, outcome="success" if outcome == "approved" else "denied",
