@@ -32,6 +32,14 @@ class Account(BaseModel):
     last_sign_in_at = peewee.DateTimeField(null=True)
     password_hash = peewee.CharField(max_length=255, null=True)
     password_changed_at = peewee.DateTimeField(null=True)
+    must_change_password = peewee.BooleanField(default=False)
+    failed_attempts = peewee.IntegerField(default=0)
+    locked_until = peewee.DateTimeField(null=True)
+    totp_secret_encrypted = peewee.TextField(null=True)
+    totp_enabled_at = peewee.DateTimeField(null=True)
+    totp_last_counter = peewee.BigIntegerField(null=True)  # the last accepted time step: a code works once
+    must_enrol_totp = peewee.BooleanField(default=False)
+    may_elevate = peewee.BooleanField(default=False)
 
     class Meta:
         indexes = ((("organisation", "username"), True),)
