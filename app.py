@@ -119,6 +119,7 @@ def _init_extensions(app: Flask) -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
+    from blueprints.account import bp as account_bp
     from blueprints.admin import bp as admin_bp
     from blueprints.approvals import bp as approvals_bp
     from blueprints.auth import bp as auth_bp
@@ -128,6 +129,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(auth_bp)
     app.register_blueprint(approvals_bp)
     app.register_blueprint(admin_bp)
+    app.register_blueprint(account_bp)
     if app.config["DEVELOPMENT"]:
         # The dev inbox reads captured mail from disk: it must never exist in production.
         from blueprints.devmail import bp as devmail_bp

@@ -65,3 +65,11 @@ def set_password(account: Account, password: str) -> None:
     Account.update(password_hash=account.password_hash, password_changed_at=account.password_changed_at).where(
         Account.id == account.id
     ).execute()
+
+
+def verify_hash(stored: str | None, password: str) -> bool:
+    """True when ``password`` matches the argon2 hash ``stored`` (no rehash, no account);
+    for comparing a new password with earlier ones."""
+    if not stored or not password or len(password) > MAX_PASSWORD_LENGTH:
+        return False
+    return _verify(stored, password)

@@ -155,11 +155,12 @@ def _decide(token: str, kind: str, choices: str, expired_reason: str):
 
 def _finish(found: SignInRequest, method: str):
     """Sign this browser in for ``found`` and go to the account page."""
-    sign_in(found.account, method)
-    audit.record("sign_in.completed", actor=found.account.username, organisation=found.organisation.slug,
-                 target=found.account.username, ip=client_ip(), user_agent=request.user_agent.string,
-                 details={"request": found.public_id, "method": method})
-    response = redirect_to(url_for("auth.account"))
+    next_step = sign_in(found.account, method)
+    if next_step is None:  # else the second-factor step records sign_in.completed
+        audit.record("sign_in.completed", actor=found.account.username, organisation=found.organisation.slug,
+                     target=found.account.username, ip=client_ip(), user_agent=request.user_agent.string,
+                     details={"request": found.public_id, "method": method})
+    response = redirect_to(next_step or url_for("auth.account"))
     response.delete_cookie(BINDING_COOKIE, path="/")
     return response
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from flask import Flask, after_this_request, current_app, g, request, session
 from flask_login import LoginManager
 
@@ -54,7 +56,27 @@ def client_ip() -> str:
     return request.remote_addr or ""
 
 
-def sign_in(account, method: str) -> None:
+# The second-factor step: a sign-in waiting for it is remembered in the Flask session.
+SECOND_FACTOR_URL = "/login/totp"
+PENDING_SECOND_FACTOR = "pending_second_factor"
+PENDING_LIFETIME = 300  # seconds
+
+
+def sign_in(account, method: str) -> str | None:
+    """Sign ``account`` in, or, when it has two-factor authentication on, only remember
+    the pending sign-in (account, method, 5 minutes) and return the URL of the
+    second-factor step, where the caller must send the browser. None when signed in."""
+    if account.totp_enabled_at is not None:
+        sign_out()  # an earlier session in this browser ends: nothing carries over
+        g.pop("_login_user", None)
+        session[PENDING_SECOND_FACTOR] = {"account": account.id, "method": method,
+                                          "expires": int(time.time()) + PENDING_LIFETIME}
+        return SECOND_FACTOR_URL
+    start_session(account, method)
+    return None
+
+
+def start_session(account, method: str) -> None:
     """Start a new server-side session for ``account`` and set its cookie on this response.
 
     The Flask session (flashes, CSRF token) is cleared too, so nothing from before the

@@ -1,0 +1,272 @@
+"""URL map:
+
+    GET, POST /login/totp                      login_totp          the second factor of every sign-in
+    GET, POST /login/totp/reset                login_totp_reset    "Reset your two-factor authentication?" (recovery code)
+    GET       /account/2fa                     two_factor          status and actions
+    POST      /account/2fa/enrol               enrol               new secret: QR + secret as text (no-store)
+    POST      /account/2fa/confirm             confirm             a code enables it; recovery codes shown once
+    POST      /account/2fa/recovery-codes      regenerate          new recovery codes (shown once, or as .txt)
+    POST      /account/2fa/recovery-codes.txt  download            the codes just shown, as a text file
+    POST      /account/2fa/disable             disable             needs a current code
+
+A session whose account must enrol (after a reset by recovery code, or an admin reset)
+reaches nothing but these pages and sign-out until it has enrolled.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+from flask import abort, flash, make_response, request, session, url_for
+from flask_login import current_user, login_required
+
+from models import Account
+from services import audit, ratelimit, recovery_codes, totp
+
+from ..auth.cookies import PENDING_SECOND_FACTOR, client_ip, start_session
+from ..auth.forms import EmptyForm
+from ..rendering import redirect_to, render
+from . import bp
+from .forms import CodeForm, DownloadForm, RecoveryForm
+
+CODE_ATTEMPTS = ratelimit.Limit("second-factor-attempts-per-account", 5, dt.timedelta(minutes=15))
+# Reachable while an account must enrol first.
+ENROLMENT_ENDPOINTS = {"static", "core.healthz", "auth.logout"}
+
+
+def _no_store(response):
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _audit(action: str, account: Account, outcome: str = "success", **details):
+    audit.record(action, actor=account.username, target=account.username, organisation=account.organisation.slug,
+                 ip=client_ip(), user_agent=request.user_agent.string, outcome=outcome, details=details or None)
+
+
+@bp.before_app_request
+def _enrolment_first():
+    """Send a session that must set up two-factor authentication to /account/2fa."""
+    endpoint = request.endpoint
+    if endpoint is None or endpoint in ENROLMENT_ENDPOINTS or endpoint.startswith("account."):
+        return None
+    if current_user.is_authenticated and current_user.account.must_enrol_totp:
+        flash("Set up two-factor authentication before you continue.", "warning")
+        return redirect_to(url_for("account.two_factor"))
+    return None
+
+
+# ----------------------------------------------------------------- sign-in step
+
+def _pending() -> tuple[Account, str] | None:
+    """The account and method of the sign-in waiting for its second factor, if still valid."""
+    data = session.get(PENDING_SECOND_FACTOR)
+    if not isinstance(data, dict) or not isinstance(data.get("expires"), int) or data["expires"] < time.time():
+        return None
+    account = Account.get_or_none(Account.id == data.get("account"))
+    if account is None or account.status != "active" or not totp.is_enabled(account):
+        return None
+    return account, str(data.get("method", ""))
+
+
+def _no_pending():
+    session.pop(PENDING_SECOND_FACTOR, None)
+    flash("That sign-in has expired. Sign in again.", "error")
+    return redirect_to(url_for("auth.login"))
+
+
+def _throttled(account: Account, form, template: str):
+    verdict = ratelimit.hit(CODE_ATTEMPTS, f"{account.organisation.slug}:{account.id}")
+    if verdict.allowed:
+        return None
+    _audit("two_factor.verify", account, "denied", reason="too many attempts")
+    form.code.errors = [f"Too many attempts. Try again in {verdict.minutes()} minutes."]
+    return _no_store(render(template, form=form, status=429))
+
+
+def _complete(account: Account, method: str, second_factor: str):
+    """Start the real session (a new session id) and record the sign-in."""
+    ratelimit.reset(CODE_ATTEMPTS, f"{account.organisation.slug}:{account.id}")
+    start_session(account, method)
+    _audit("sign_in.completed", account, method=method, second_factor=second_factor)
+
+
+@bp.route("/login/totp", methods=["GET", "POST"])
+def login_totp():
+    """The second factor: a code from the authenticator app."""
+    pending = _pending()
+    if pending is None:
+        return _no_pending()
+    account, method = pending
+    form = CodeForm()
+    if request.method == "GET":
+        return _no_store(render("account/login_totp.html", form=form))
+    if not form.validate():
+        return _no_store(render("account/login_totp.html", form=form, status=422))
+    refused = _throttled(account, form, "account/login_totp.html")
+    if refused:
+        return refused
+    if not totp.verify(account, form.code.data):
+        _audit("two_factor.verify", account, "failure", reason="wrong or used code")
+        form.code.errors = ["That code is not right, or was already used. Wait for the next code and try again."]
+        form.code.data = ""
+        return _no_store(render("account/login_totp.html", form=form, status=422))
+    _complete(account, method, "totp")
+    return redirect_to(url_for("auth.account"))
+
+
+@bp.route("/login/totp/reset", methods=["GET", "POST"])
+def login_totp_reset():
+    """Lost the authenticator: a recovery code turns two-factor authentication off and
+    the person must set it up again before anything else."""
+    pending = _pending()
+    if pending is None:
+        return _no_pending()
+    account, method = pending
+    form = RecoveryForm()
+    if request.method == "GET":
+        return _no_store(render("account/login_reset.html", form=form))
+    if not form.validate():
+        return _no_store(render("account/login_reset.html", form=form, status=422))
+    refused = _throttled(account, form, "account/login_reset.html")
+    if refused:
+        return refused
+    if not recovery_codes.use(account, form.code.data):  # emails the owner when it works
+        _audit("two_factor.recovery_code_used", account, "failure", reason="unknown or used recovery code")
+        form.code.errors = ["That recovery code is not right, or was already used."]
+        form.code.data = ""
+        return _no_store(render("account/login_reset.html", form=form, status=422))
+    _audit("two_factor.recovery_code_used", account)
+    totp.clear(account, must_enrol=True)
+    _audit("two_factor.disabled", account, reason="reset with a recovery code at sign-in")
+    _complete(account, method, "recovery_code")
+    flash("Two-factor authentication was reset. Set it up again to continue.", "warning")
+    return redirect_to(url_for("account.two_factor"))
+
+
+# ----------------------------------------------------------------- account page
+
+def _account() -> Account:
+    return Account.get_by_id(current_user.account.id)
+
+
+@bp.get("/account/2fa")
+@login_required
+def two_factor():
+    """Whether two-factor authentication is on, and what can be done."""
+    account = _account()
+    return render("account/two_factor.html", account=account, enabled=totp.is_enabled(account),
+                  remaining=recovery_codes.remaining(account), form=EmptyForm(), code_form=CodeForm())
+
+
+def _enrol_page(account: Account, secret: str, uri: str, form, status: int = 200):
+    grouped = " ".join(secret[i:i + 4] for i in range(0, len(secret), 4))
+    return _no_store(render("account/enrol.html", account=account, secret=secret, grouped_secret=grouped,
+                            qr=totp.qr_svg(uri), uri=uri, form=form, status=status))
+
+
+@bp.post("/account/2fa/enrol")
+@login_required
+def enrol():
+    """A new secret, shown only in this POST response (QR code and text)."""
+    if not EmptyForm().validate():
+        abort(400)
+    account = _account()
+    try:
+        secret, uri = totp.start_enrolment(account)
+    except totp.TotpError:
+        flash("Two-factor authentication is already on.", "info")
+        return redirect_to(url_for("account.two_factor"))
+    _audit("two_factor.enrolment_started", account)
+    return _enrol_page(account, secret, uri, CodeForm(formdata=None))
+
+
+def _codes_page(account: Account, codes: list[str], heading: str):
+    return _no_store(render("account/recovery_codes.html", account=account, codes=codes, heading=heading,
+                            download=DownloadForm(formdata=None, codes=" ".join(codes))))
+
+
+@bp.post("/account/2fa/confirm")
+@login_required
+def confirm():
+    """The first code from the app turns two-factor authentication on."""
+    account = _account()
+    form = CodeForm()
+    pending = totp.pending_enrolment(account)
+    if pending is None:
+        if not form.validate():
+            abort(400)
+        flash("Start the set-up again." if not totp.is_enabled(account) else "Two-factor authentication is already on.", "info")
+        return redirect_to(url_for("account.two_factor"))
+    if not form.validate():
+        return _enrol_page(account, *pending, form, 422)
+    codes = totp.confirm_enrolment(account, form.code.data)
+    if codes is None:
+        _audit("two_factor.verify", account, "failure", reason="wrong code at enrolment")
+        form.code.errors = ["That code is not right. Check the time on your phone and enter the current code."]
+        form.code.data = ""
+        return _enrol_page(account, *pending, form, 422)
+    _audit("two_factor.enrolled", account)
+    return _codes_page(account, codes, "Two-factor authentication is on")
+
+
+@bp.post("/account/2fa/recovery-codes")
+@login_required
+def regenerate():
+    """New recovery codes; the old ones stop working. ``format=txt`` downloads them."""
+    if not EmptyForm().validate():
+        abort(400)
+    account = _account()
+    if not totp.is_enabled(account):
+        abort(409, "Two-factor authentication is not on.")
+    codes = recovery_codes.regenerate(account)
+    _audit("two_factor.recovery_codes_regenerated", account)
+    if request.form.get("format") == "txt":
+        return _text_file(account, codes)
+    return _codes_page(account, codes, "New recovery codes")
+
+
+def _text_file(account: Account, codes: list[str]):
+    body = (f"Gatehouse recovery codes for {account.username} ({account.organisation.name})\n"
+            "Each code works once. Keep them somewhere safe.\n\n" + "\n".join(codes) + "\n")
+    response = make_response(body, 200)
+    response.mimetype = "text/plain"
+    response.headers["Content-Disposition"] = 'attachment; filename="gatehouse-recovery-codes.txt"'
+    return _no_store(response)
+
+
+@bp.post("/account/2fa/recovery-codes.txt")
+@login_required
+def download():
+    """The codes the page just showed, as a text file (the server keeps only hashes)."""
+    form = DownloadForm()
+    if not form.validate():
+        abort(400)
+    codes = form.codes.data.split()
+    if not 1 <= len(codes) <= recovery_codes.COUNT or not all(recovery_codes.normalise(c) for c in codes):
+        abort(400, "These are not recovery codes.")
+    return _text_file(_account(), codes)
+
+
+@bp.post("/account/2fa/disable")
+@login_required
+def disable():
+    """Turn two-factor authentication off: needs a current code."""
+    account = _account()
+    form = CodeForm()
+    if not totp.is_enabled(account):
+        flash("Two-factor authentication is already off.", "info")
+        return redirect_to(url_for("account.two_factor"))
+    if form.validate() and totp.disable(account, form.code.data):
+        _audit("two_factor.disabled", account, reason="turned off by the account holder")
+        recovery_codes.notify_owner(account, "Two-factor authentication was turned off",
+                                    "Two-factor authentication was just turned off for your account.")
+        flash("Two-factor authentication is off.", "success")
+        return redirect_to(url_for("account.two_factor"))
+    if form.code.data:
+        _audit("two_factor.verify", account, "failure", reason="wrong code when turning off")
+    form.code.errors = form.code.errors or ["That code is not right, or was already used."]
+    form.code.data = ""
+    return render("account/two_factor.html", account=account, enabled=True, remaining=recovery_codes.remaining(account),
+                  form=EmptyForm(), code_form=form, status=422)
