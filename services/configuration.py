@@ -47,6 +47,13 @@ The file format
       ca_file = "/etc/ssl/certs/acme-ca.pem"     # optional
       timeout = 10                               # seconds, 1..300
 
+      [organisations.password_policy]            # optional; one per organisation
+      strength = "nist"                          # basic | medium | advanced | nist
+      expiry_days = 90                           # 0..3650; 0 or absent: passwords never expire
+      history_count = 5                          # 0..24 earlier passwords that may not be reused
+      lockout_threshold = 10                     # 3..100 failed attempts (passwords, TOTP codes)
+      lockout_minutes = 15                       # 1..1440
+
       [[organisations.approval_profiles]]
       name = "Staff"                             # unique within the organisation
       kind = "user"                              # user | manager
@@ -133,6 +140,11 @@ Rules
   changes nothing; a different one deletes the old policies and creates the new ones.
   Profiles are saved after the old policies are removed and before the new ones are
   created, so a file may move a policy and a profile directory together.
+* ``[organisations.password_policy]`` is stored through
+  ``services.password_policy.save`` (audited) with the admin page's limits; fields it
+  leaves out get the defaults (``"nist"``, never expires, no history, 10 attempts, 15
+  minutes). Without the table the organisation's policy is left as it is; the export
+  writes it only for organisations that have one, ``expiry_days = 0`` meaning never.
 * Export writes every organisation, directory, mail server, approval profile (sorted by
   name, ``default = true`` on the default one, multi-line messages as ``\"\"\"`` strings)
   and policy (in order), and never a plaintext secret: a secret imported from
@@ -158,21 +170,24 @@ from models import (
     FIRST_FACTORS,
     PROFILE_KINDS,
     SMTP_SECURITY,
+    STRENGTH_PRESETS,
     TLS_MODES,
     ApprovalProfile,
     Directory,
     MailServer,
     Organisation,
+    PasswordPolicy,
     db,
     is_postgres,
     utcnow,
 )
 
 from . import crypto
+from . import password_policy as password_policy_service
 from . import policy as policy_service
 from . import profiles as profile_service
 
-KINDS = ("organisations", "directories", "mail_servers", "approval_profiles", "policies")
+KINDS = ("organisations", "directories", "mail_servers", "approval_profiles", "policies", "password_policies")
 LOCAL = "local"  # in a profile's directories or a policy's directory: the local accounts
 ACTOR = "configuration import"  # who the audit log names for profile and policy changes
 
@@ -461,7 +476,12 @@ _MAIL_SERVER_FIELDS = {
 
 # The secret of each kind, whose absence means "keep the stored one" rather than a default.
 _SECRET_FIELD = {Directory: "bind_password", MailServer: "password"}
-_ORGANISATION_FIELDS = ("slug", "name", "parent", "directories", "mail_servers", "approval_profiles", "policies")
+_ORGANISATION_FIELDS = ("slug", "name", "parent", "directories", "mail_servers", "approval_profiles", "policies",
+                        "password_policy")
+_PASSWORD_POLICY_FIELDS = ("strength", "expiry_days", "history_count", "lockout_threshold", "lockout_minutes")
+# The same ranges as the admin page's form (blueprints/admin/password_policy.py).
+LOCKOUT_THRESHOLD_RANGE = (3, 100)
+LOCKOUT_MINUTES_RANGE = (1, 1440)
 _PROFILE_FIELDS = (
     "name", "kind", "server_url", "subject", "message", "link_lifetime_minutes", "notify_manager_on_failure",
     "first_factor", "fallback_approver", "default", "mail_servers", "directories",
@@ -576,6 +596,31 @@ def _check_profile(checker: _Checker, path: str, table: Mapping) -> dict | None:
     return entry if fields.ok else None
 
 
+def _check_password_policy(checker: _Checker, path: str, table) -> dict | None:
+    """The ``[organisations.password_policy]`` table, every field checked against the
+    limits of services.password_policy and of the admin page; absent fields get the
+    defaults. ``expiry_days = 0`` (or absent) means passwords never expire (stored None)."""
+    if not isinstance(table, Mapping):
+        checker.fail(path, f"expected a table ([organisations.password_policy]), got {_describe(table)}")
+        return None
+    fields = _Table(checker, path, table, _PASSWORD_POLICY_FIELDS)
+    entry = {
+        "strength": fields.get("strength", lambda p, v: checker.choice(p, v, STRENGTH_PRESETS), "nist"),
+        "expiry_days": fields.get("expiry_days", lambda p, v: checker.integer(
+            p, v, low=0, high=password_policy_service.MAX_EXPIRY_DAYS), 0),
+        "history_count": fields.get("history_count", lambda p, v: checker.integer(
+            p, v, low=0, high=password_policy_service.MAX_HISTORY), 0),
+        "lockout_threshold": fields.get("lockout_threshold", lambda p, v: checker.integer(
+            p, v, low=LOCKOUT_THRESHOLD_RANGE[0], high=LOCKOUT_THRESHOLD_RANGE[1]), 10),
+        "lockout_minutes": fields.get("lockout_minutes", lambda p, v: checker.integer(
+            p, v, low=LOCKOUT_MINUTES_RANGE[0], high=LOCKOUT_MINUTES_RANGE[1]), 15),
+    }
+    if not fields.ok:
+        return None
+    entry["expiry_days"] = entry["expiry_days"] or None
+    return entry
+
+
 def _check_policy(checker: _Checker, path: str, table: Mapping) -> dict | None:
     """A policy's fields, type-checked, its attribute and each value checked by
     services.policy; the profile and directory are resolved at import."""
@@ -633,7 +678,8 @@ def parse(text: str, environ: Mapping[str, str] | None = None) -> dict:
     """Parse and validate a configuration file; return a plain structure for ``import_config``.
 
     The result is ``{"organisations": [{"slug", "name", "parent", "directories": [...],
-    "mail_servers": [...], "approval_profiles": [...], "policies": [...] or None}]}``
+    "mail_servers": [...], "approval_profiles": [...], "policies": [...] or None,
+    "password_policy": {...} or None}]}``
     (``policies`` None when the organisation table has no such key) with every default
     filled in, each directory and mail server carrying its ``position``, and secrets resolved to ``{"value": plaintext, "ref":
     "env:NAME" | None}`` (so never log it). ``environ`` defaults to ``os.environ``.
@@ -656,7 +702,8 @@ def parse(text: str, environ: Mapping[str, str] | None = None) -> dict:
     organisations, slugs = [], {}
     for path, table in _table_list(checker, "organisations", data.get("organisations", []), "organisations"):
         _unknown_keys(checker, path, table, _ORGANISATION_FIELDS)
-        entry = {"directories": [], "mail_servers": [], "approval_profiles": [], "policies": None}
+        entry = {"directories": [], "mail_servers": [], "approval_profiles": [], "policies": None,
+                 "password_policy": None}
         for name in ("slug", "name"):
             if name not in table:
                 checker.fail(f"{path}.{name}", "required field is missing")
@@ -699,6 +746,9 @@ def parse(text: str, environ: Mapping[str, str] | None = None) -> dict:
                     child["position"] = position
                     entry[kind].append(child)
         _parse_profiles(checker, path, table, entry)
+        if "password_policy" in table:
+            entry["password_policy"] = _check_password_policy(checker, f"{path}.password_policy",
+                                                              table["password_policy"])
         if "policies" in table:
             entry["policies"] = []
             for item_path, item in _table_list(checker, f"{path}.policies", table["policies"], "organisations.policies"):
@@ -921,6 +971,17 @@ def _import_profiles(org: Organisation, path: str, items: list[dict], summary: I
     return failed
 
 
+def _import_password_policy(org: Organisation, values: dict, summary: ImportSummary, actor: str) -> None:
+    """Store the organisation's password policy through services.password_policy.save
+    (which audits it), unless it already has exactly these values."""
+    current = PasswordPolicy.get_or_none(PasswordPolicy.organisation == org)
+    if current is not None and all(getattr(current, key) == value for key, value in values.items()):
+        summary.unchanged["password_policies"] += 1
+        return
+    password_policy_service.save(org, dict(values), actor=actor)
+    (summary.created if current is None else summary.updated)["password_policies"] += 1
+
+
 def _policy_matches(policy, item: dict) -> bool:
     directory = LOCAL if policy.directory_id is None else policy.directory.name
     return (
@@ -1028,6 +1089,8 @@ def import_config(text: str, environ: Mapping[str, str] | None = None, *, actor:
                     policy_service.delete_policy(policy, actor=actor)
                     summary.deleted["policies"] += 1
             failed = _import_profiles(org, path, entry["approval_profiles"], summary, errors, actor)
+            if entry["password_policy"] is not None:
+                _import_password_policy(org, entry["password_policy"], summary, actor)
             if replace:
                 _import_policies(org, path, items, failed, summary, errors, actor)
         if errors:
@@ -1112,6 +1175,18 @@ def _profile_pairs(row: ApprovalProfile) -> list[tuple[str, object]]:
     ]
 
 
+def _password_policy_text(row: PasswordPolicy) -> str:
+    pairs = [
+        ("strength", row.strength),
+        ("expiry_days", row.expiry_days or 0),  # 0: never
+        ("history_count", row.history_count),
+        ("lockout_threshold", row.lockout_threshold),
+        ("lockout_minutes", row.lockout_minutes),
+    ]
+    lines = ["  [organisations.password_policy]"] + [f"  {key} = {_toml_value(value)}" for key, value in pairs]
+    return "\n".join(lines) + "\n"
+
+
 def _policy_pairs(row) -> list[tuple[str, object]]:
     return [
         ("name", row.name or None),
@@ -1147,6 +1222,9 @@ def export_config() -> str:
             chunks.append("\n" + _table("organisations.directories", _directory_pairs(row), "  "))
         for row in mail_servers.get(org.id, []):
             chunks.append("\n" + _table("organisations.mail_servers", _mail_server_pairs(row), "  "))
+        password_policy = PasswordPolicy.get_or_none(PasswordPolicy.organisation == org)
+        if password_policy is not None:
+            chunks.append("\n" + _password_policy_text(password_policy))
         profiles = ApprovalProfile.select().where(ApprovalProfile.organisation == org)
         for row in sorted(profiles, key=lambda p: (p.name.casefold(), p.name, p.id)):
             chunks.append("\n" + _table("organisations.approval_profiles", _profile_pairs(row), "  "))

@@ -22,10 +22,11 @@ from flask import abort, flash, make_response, request, session, url_for
 from flask_login import current_user, login_required
 
 from models import Account
-from services import audit, ratelimit, recovery_codes, totp
+from services import audit, lockout, ratelimit, recovery_codes, totp
 
 from ..auth.cookies import PENDING_SECOND_FACTOR, client_ip, start_session
 from ..auth.forms import EmptyForm
+from ..auth.routes import safe_next
 from ..rendering import redirect_to, render
 from . import bp
 from .forms import CodeForm, DownloadForm, RecoveryForm
@@ -70,6 +71,20 @@ def _pending() -> tuple[Account, str] | None:
     return account, str(data.get("method", ""))
 
 
+def _remember_next() -> None:
+    """Keep a safe ``next`` (from the password step's redirect) with the pending sign-in."""
+    target = safe_next(request.args.get("next"))
+    data = session.get(PENDING_SECOND_FACTOR)
+    if target and isinstance(data, dict) and data.get("next") != target:
+        session[PENDING_SECOND_FACTOR] = {**data, "next": target}
+
+
+def _pending_next() -> str | None:
+    """The pending sign-in's ``next``, checked again (the session is signed, but cheap)."""
+    data = session.get(PENDING_SECOND_FACTOR)
+    return safe_next(data.get("next")) if isinstance(data, dict) else None
+
+
 def _no_pending():
     session.pop(PENDING_SECOND_FACTOR, None)
     flash("That sign-in has expired. Sign in again.", "error")
@@ -99,6 +114,7 @@ def login_totp():
     if pending is None:
         return _no_pending()
     account, method = pending
+    _remember_next()
     form = CodeForm()
     if request.method == "GET":
         return _no_store(render("account/login_totp.html", form=form))
@@ -107,13 +123,25 @@ def login_totp():
     refused = _throttled(account, form, "account/login_totp.html")
     if refused:
         return refused
+    # Wrong codes count towards the account lockout like wrong passwords (SECURITY.md 10):
+    # the attempt is reserved before the code is checked, so a locked account's right
+    # code is refused too, and a right code resets the count.
+    try:
+        lockout.reserve(account, lockout.settings_for(account.organisation))
+    except lockout.Locked as exc:
+        _audit("two_factor.verify", account, "denied", reason="locked")
+        form.code.errors = [str(exc)]
+        form.code.data = ""
+        return _no_store(render("account/login_totp.html", form=form, status=429))
     if not totp.verify(account, form.code.data):
         _audit("two_factor.verify", account, "failure", reason="wrong or used code")
         form.code.errors = ["That code is not right, or was already used. Wait for the next code and try again."]
         form.code.data = ""
         return _no_store(render("account/login_totp.html", form=form, status=422))
+    lockout.succeeded(account)
+    target = _pending_next()
     _complete(account, method, "totp")
-    return redirect_to(url_for("auth.account"))
+    return redirect_to(target or url_for("auth.account"))
 
 
 @bp.route("/login/totp/reset", methods=["GET", "POST"])

@@ -29,4 +29,4 @@ def actor() -> str:
     return current_user.account.username
 
 
-from . import directories, home, mail_servers, password_policy, policies, profiles  # noqa: E402,F401
+from . import directories, home, mail_servers, mfa_policy, password_policy, policies, profiles  # noqa: E402,F401

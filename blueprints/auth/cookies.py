@@ -7,7 +7,8 @@ import time
 from flask import Flask, after_this_request, current_app, g, request, session
 from flask_login import LoginManager
 
-from services import sessions
+from models import Account
+from services import mfa_policy, sessions
 
 COOKIE_NAME = "gatehouse_session"
 login_manager = LoginManager()
@@ -72,6 +73,10 @@ def sign_in(account, method: str) -> str | None:
         session[PENDING_SECOND_FACTOR] = {"account": account.id, "method": method,
                                           "expires": int(time.time()) + PENDING_LIFETIME}
         return SECOND_FACTOR_URL
+    if not account.must_enrol_totp and mfa_policy.requires_enrolment(account):
+        # Enforced by the organisation: the enrolment guard sends this session to /account/2fa.
+        Account.update(must_enrol_totp=True).where(Account.id == account.id).execute()
+        account.must_enrol_totp = True
     start_session(account, method)
     return None
 

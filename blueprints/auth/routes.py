@@ -128,7 +128,7 @@ def login_password():
     must_change = password_policy.needs_change(account)  # expired: marks must_change_password
     second_factor = sign_in(account, "password")
     if second_factor:  # the second-factor step finishes the sign-in
-        return redirect_to(second_factor)
+        return redirect_to(url_for("account.login_totp", next=safe_next(form.next.data)) if safe_next(form.next.data) else second_factor)
     audit.record(
         "sign_in.completed", actor=account.username, target=account.username, organisation=account.organisation.slug,
         ip=client_ip(), user_agent=request.user_agent.string, details={"method": "password"},
@@ -168,7 +168,7 @@ def _check_password(organisation, identifier: str, password: str):
         usable = account is not None and account.status == "active"
         _reserve_attempt(organisation, identifier, account if usable else None, password, settings)
         if passwords.check_password(account if usable else None, password) and usable:
-            lockout.succeeded(account)
+            _password_passed(account)
             return account, resolution
         return None, resolution
     if resolution.error and user is None:
@@ -181,8 +181,16 @@ def _check_password(organisation, identifier: str, password: str):
     account = signin.account_for(organisation, user, resolution.directory)
     if account.status != "active":
         return None, resolution
-    lockout.succeeded(account)
+    _password_passed(account)
     return account, resolution
+
+
+def _password_passed(account) -> None:
+    """A right password clears the failure count only when it completes the sign-in: with
+    two-factor on, the code step clears it, so alternating a right password with wrong
+    codes cannot escape the lockout."""
+    if account.totp_enabled_at is None:
+        lockout.succeeded(account)
 
 
 PASSWORD_CHANGE_ENDPOINTS = {"auth.change_password", "auth.password_check", "auth.logout", "static"}

@@ -17,6 +17,7 @@ from models import (
     Directory,
     MailServer,
     Organisation,
+    PasswordPolicy,
     Policy,
 )
 from services import configuration, crypto, profiles
@@ -24,7 +25,7 @@ from services.configuration import ConfigFileError, export_config, import_config
 
 ENV = {"ACME_LDAP_PASSWORD": "ldap-bind-secret-1", "SMTP_PASSWORD": "smtp-secret-2"}
 LITERAL_SECRET = "literal-mail-secret-3"
-NO_APPROVALS = {"approval_profiles": 0, "policies": 0}
+NO_APPROVALS = {"approval_profiles": 0, "policies": 0, "password_policies": 0}
 
 FULL = f"""
 [[organisations]]
@@ -597,7 +598,7 @@ def test_full_import_creates_profiles_and_policies_with_the_right_values(databas
     summary = import_config(FULL_APPROVALS, ENV)
 
     assert summary.created == {"organisations": 2, "directories": 2, "mail_servers": 2,
-                               "approval_profiles": 2, "policies": 3}
+                               "approval_profiles": 2, "policies": 3, "password_policies": 0}
     assert "approval profiles: 2 created" in str(summary) and "policies: 3 created" in str(summary)
     acme = Organisation.get(Organisation.slug == "acme")
     staff = ApprovalProfile.get(ApprovalProfile.name == "Staff")
@@ -663,7 +664,7 @@ def test_round_trip_with_profiles_and_policies(database):
 
     assert not summary.changed
     assert summary.unchanged == {"organisations": 2, "directories": 2, "mail_servers": 2,
-                                 "approval_profiles": 2, "policies": 3}
+                                 "approval_profiles": 2, "policies": 3, "password_policies": 0}
     assert snapshot() == before  # ids, updated_at and the audit log alike
     assert export_config() == exported
     # The original file (trailing newline, "/" after the URL, USERNAME) is just as idempotent.
@@ -979,3 +980,104 @@ def test_parse_keeps_policies_none_without_the_key():
     assert parse(BASE + STAFF, ENV)["organisations"][0]["policies"] is None
     empty = parse(BASE.replace('name = "Good Org"', 'name = "Good Org"\npolicies = []'), ENV)
     assert empty["organisations"][0]["policies"] == []
+
+
+# --------------------------------------------------------------------------- password policy
+
+PASSWORD_POLICY = """
+[[organisations]]
+slug = "acme"
+name = "Acme"
+
+  [organisations.password_policy]
+  strength = "advanced"
+  expiry_days = 90
+  history_count = 5
+  lockout_threshold = 4
+  lockout_minutes = 30
+"""
+
+
+def test_password_policy_is_imported_and_audited(database):
+    summary = import_config(PASSWORD_POLICY, ENV)
+
+    assert summary.created["password_policies"] == 1
+    policy = PasswordPolicy.get(PasswordPolicy.organisation == Organisation.get(Organisation.slug == "acme"))
+    assert (policy.strength, policy.expiry_days, policy.history_count, policy.lockout_threshold,
+            policy.lockout_minutes) == ("advanced", 90, 5, 4, 30)
+    assert AuditEvent.select().where(AuditEvent.action == "password_policy.updated").count() == 1
+
+
+def test_password_policy_round_trip_changes_nothing(database):
+    import_config(PASSWORD_POLICY, ENV)
+    exported = export_config()
+    assert tomllib.loads(exported)["organisations"][0]["password_policy"] == {
+        "strength": "advanced", "expiry_days": 90, "history_count": 5, "lockout_threshold": 4, "lockout_minutes": 30}
+    before = snapshot()
+    audits = AuditEvent.select().count()
+
+    summary = import_config(exported, ENV)
+
+    assert not summary.changed and summary.unchanged["password_policies"] == 1
+    assert snapshot() == before and AuditEvent.select().count() == audits
+    assert export_config() == exported
+
+
+def test_password_policy_defaults_and_never_expiring(database):
+    import_config(PASSWORD_POLICY, ENV)
+    summary = import_config('''
+[[organisations]]
+slug = "acme"
+name = "Acme"
+
+  [organisations.password_policy]
+  expiry_days = 0
+''', ENV)
+
+    assert summary.updated["password_policies"] == 1
+    policy = PasswordPolicy.get()
+    assert (policy.strength, policy.expiry_days, policy.history_count, policy.lockout_threshold,
+            policy.lockout_minutes) == ("nist", None, 0, 10, 15)
+    assert "expiry_days = 0" in export_config()
+    again = import_config(export_config(), ENV)
+    assert again.unchanged["password_policies"] == 1 and PasswordPolicy.get().expiry_days is None
+
+
+def test_without_the_table_the_password_policy_is_left_alone(database):
+    import_config(PASSWORD_POLICY, ENV)
+    summary = import_config('[[organisations]]\nslug = "acme"\nname = "Acme"\n', ENV)
+
+    assert summary.unchanged["password_policies"] == 0 and not summary.changed
+    assert PasswordPolicy.get().lockout_threshold == 4
+
+
+def test_an_organisation_without_a_password_policy_exports_none(database):
+    import_config('[[organisations]]\nslug = "acme"\nname = "Acme"\n', ENV)
+    assert "password_policy" not in export_config()
+
+
+def test_password_policy_errors_are_reported_with_their_paths(database):
+    error = refused('''
+[[organisations]]
+slug = "acme"
+name = "Acme"
+
+  [organisations.password_policy]
+  strength = "strong"
+  expiry_days = 4000
+  history_count = -1
+  lockout_threshold = 2
+  lockout_minutes = true
+  lockout = 5
+''')
+
+    text = "\n".join(error.errors)
+    for field in ("strength", "expiry_days", "history_count", "lockout_threshold", "lockout_minutes", "lockout"):
+        assert f"organisations[0].password_policy.{field}:" in text, text
+    assert "'strong' is not one of basic, medium, advanced, nist" in text
+    assert PasswordPolicy.select().count() == 0 and Organisation.select().count() == 0
+
+
+def test_password_policy_must_be_a_table(database):
+    error = refused('[[organisations]]\nslug = "acme"\nname = "Acme"\npassword_policy = 5\n')
+    assert any(e.startswith("organisations[0].password_policy: expected a table") for e in error.errors)
