@@ -4,7 +4,7 @@ Every view acts on the signed-in admin's organisation; objects of another organi
 answer 404, as if they did not exist.
 """
 
-from flask import Blueprint, abort, redirect, request, url_for
+from flask import Blueprint, redirect, request, url_for
 from flask_login import current_user
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -15,7 +15,16 @@ def _require_admin():
     if not current_user.is_authenticated:
         return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
     if not current_user.is_admin:
-        abort(403)
+        from models import Account
+
+        from ..errors import render_error
+
+        owners = [a.display_name or a.username for a in Account.select().where(
+            (Account.organisation == current_user.account.organisation_id) & (Account.role == "owner")
+            & (Account.status == "active")).order_by(Account.username).limit(5)]
+        who = f"an owner of {current_user.account.organisation.name} ({', '.join(owners)})" if owners else "your organisation's owner"
+        return render_error(403, message=f"These settings are for owners and technicians. Ask {who} to change them for you, "
+                                         "or to give you access.")
     return None
 
 

@@ -125,3 +125,14 @@ def test_admin_console_sends_strangers_to_sign_in(client):
     response = client.get("/admin/mail-servers")
     assert response.status_code == 302
     assert response.headers["Location"] == "/login?next=/admin/mail-servers"
+
+
+def test_a_team_user_is_told_whom_to_ask(client, create_organisation, create_account):
+    organisation = create_organisation("acme", "Acme")
+    create_account(organisation, "olga", role="owner", display_name="Olga Owner")
+    create_account(organisation, "tess", role="team")
+    sign_in(client, "tess")
+    for url in ("/admin/", "/admin/password-policy", "/admin/mfa-policy"):
+        response = client.get(url)
+        assert response.status_code == 403
+        assert "Ask an owner of Acme (Olga Owner)" in response.get_data(as_text=True)
