@@ -7,23 +7,19 @@ to the models go in new migrations.
 import peewee
 
 from ..db import JSONField
+from .frozen import FrozenModel, create_tables
 
 
 def upgrade(database, migrator):
     """Create the first tables."""
 
-    class Base(peewee.Model):
-        class Meta:
-            database = None
-            legacy_table_names = False
-
-    class Organisation(Base):
+    class Organisation(FrozenModel):
         slug = peewee.CharField(max_length=64, unique=True)
         name = peewee.CharField(max_length=200)
         parent = peewee.ForeignKeyField("self", null=True, on_delete="RESTRICT")
         created_at = peewee.DateTimeField()
 
-    class Directory(Base):
+    class Directory(FrozenModel):
         organisation = peewee.ForeignKeyField(Organisation, on_delete="CASCADE")
         name = peewee.CharField(max_length=100)
         servers = JSONField()
@@ -48,7 +44,7 @@ def upgrade(database, migrator):
         class Meta:
             indexes = ((("organisation", "name"), True),)
 
-    class MailServer(Base):
+    class MailServer(FrozenModel):
         organisation = peewee.ForeignKeyField(Organisation, on_delete="CASCADE")
         name = peewee.CharField(max_length=100)
         host = peewee.CharField(max_length=255)
@@ -68,7 +64,7 @@ def upgrade(database, migrator):
         class Meta:
             indexes = ((("organisation", "name"), True),)
 
-    class Account(Base):
+    class Account(FrozenModel):
         organisation = peewee.ForeignKeyField(Organisation, on_delete="CASCADE")
         username = peewee.CharField(max_length=256)
         email = peewee.CharField(max_length=320, null=True)
@@ -86,7 +82,7 @@ def upgrade(database, migrator):
         class Meta:
             indexes = ((("organisation", "username"), True),)
 
-    class AuditEvent(Base):
+    class AuditEvent(FrozenModel):
         created_at = peewee.DateTimeField()
         organisation = peewee.CharField(max_length=64, null=True)
         actor = peewee.CharField(max_length=320)
@@ -103,7 +99,7 @@ def upgrade(database, migrator):
         class Meta:
             indexes = ((("created_at",), False), (("action", "created_at"), False))
 
-    class OutboxMessage(Base):
+    class OutboxMessage(FrozenModel):
         organisation = peewee.CharField(max_length=64, null=True)
         to_addresses = JSONField()
         subject = peewee.CharField(max_length=998)
@@ -123,5 +119,4 @@ def upgrade(database, migrator):
             indexes = ((("status", "next_attempt_at"), False),)
 
     tables = [Organisation, Directory, MailServer, Account, AuditEvent, OutboxMessage]
-    with database.bind_ctx(tables):
-        database.create_tables(tables)
+    create_tables(database, tables)

@@ -4,33 +4,18 @@ import peewee
 from playhouse.migrate import migrate
 
 from ..db import JSONField
+from .frozen import FrozenModel, create_tables, existing
 
 
 def upgrade(database, migrator):
     """Create the approval and session tables; add password columns to accounts."""
 
-    class Base(peewee.Model):
-        class Meta:
-            database = None
-            legacy_table_names = False
+    Organisation = existing("organisation")
+    Directory = existing("directory")
+    MailServer = existing("mail_server")
+    Account = existing("account")
 
-    class Organisation(Base):
-        class Meta:
-            table_name = "organisation"
-
-    class Directory(Base):
-        class Meta:
-            table_name = "directory"
-
-    class MailServer(Base):
-        class Meta:
-            table_name = "mail_server"
-
-    class Account(Base):
-        class Meta:
-            table_name = "account"
-
-    class ApprovalProfile(Base):
+    class ApprovalProfile(FrozenModel):
         organisation = peewee.ForeignKeyField(Organisation, on_delete="CASCADE")
         name = peewee.CharField(max_length=100)
         kind = peewee.CharField(max_length=16)
@@ -48,7 +33,7 @@ def upgrade(database, migrator):
         class Meta:
             indexes = ((("organisation", "name"), True),)
 
-    class ProfileMailServer(Base):
+    class ProfileMailServer(FrozenModel):
         profile = peewee.ForeignKeyField(ApprovalProfile, on_delete="CASCADE")
         mail_server = peewee.ForeignKeyField(MailServer, on_delete="RESTRICT")
         position = peewee.IntegerField()
@@ -56,12 +41,12 @@ def upgrade(database, migrator):
         class Meta:
             indexes = ((("profile", "mail_server"), True),)
 
-    class ProfileDirectory(Base):
+    class ProfileDirectory(FrozenModel):
         profile = peewee.ForeignKeyField(ApprovalProfile, on_delete="CASCADE")
         directory = peewee.ForeignKeyField(Directory, null=True, on_delete="RESTRICT")
         position = peewee.IntegerField()
 
-    class Policy(Base):
+    class Policy(FrozenModel):
         organisation = peewee.ForeignKeyField(Organisation, on_delete="CASCADE")
         position = peewee.IntegerField()
         name = peewee.CharField(max_length=100)
@@ -76,7 +61,7 @@ def upgrade(database, migrator):
         class Meta:
             indexes = ((("organisation", "position"), False),)
 
-    class UserSession(Base):
+    class UserSession(FrozenModel):
         token_hash = peewee.CharField(max_length=64, unique=True)
         account = peewee.ForeignKeyField(Account, on_delete="CASCADE")
         method = peewee.CharField(max_length=32)
@@ -88,8 +73,7 @@ def upgrade(database, migrator):
         ended_at = peewee.DateTimeField(null=True)
 
     tables = [ApprovalProfile, ProfileMailServer, ProfileDirectory, Policy, UserSession]
-    with database.bind_ctx(tables):
-        database.create_tables(tables)
+    create_tables(database, tables)
     migrate(
         migrator.add_column("account", "password_hash", peewee.CharField(max_length=255, null=True)),
         migrator.add_column("account", "password_changed_at", peewee.DateTimeField(null=True)),

@@ -2,28 +2,17 @@
 
 import peewee
 
+from .frozen import FrozenModel, create_tables, existing
+
 
 def upgrade(database, migrator):
     """Create the sign_in_request table."""
 
-    class Base(peewee.Model):
-        class Meta:
-            database = None
-            legacy_table_names = False
+    Organisation = existing("organisation")
+    Account = existing("account")
+    ApprovalProfile = existing("approval_profile")
 
-    class Organisation(Base):
-        class Meta:
-            table_name = "organisation"
-
-    class Account(Base):
-        class Meta:
-            table_name = "account"
-
-    class ApprovalProfile(Base):
-        class Meta:
-            table_name = "approval_profile"
-
-    class SignInRequest(Base):
+    class SignInRequest(FrozenModel):
         public_id = peewee.CharField(max_length=43, unique=True)
         organisation = peewee.ForeignKeyField(Organisation, on_delete="CASCADE")
         account = peewee.ForeignKeyField(Account, null=True, on_delete="CASCADE")
@@ -45,5 +34,4 @@ def upgrade(database, migrator):
         class Meta:
             indexes = ((("account", "status"), False),)
 
-    with database.bind_ctx([SignInRequest]):
-        database.create_tables([SignInRequest])
+    create_tables(database, [SignInRequest])

@@ -4,35 +4,27 @@ password history, account tokens, password and two-factor policies."""
 import peewee
 from playhouse.migrate import migrate
 
+from .frozen import FrozenModel, create_tables, existing
+
 
 def upgrade(database, migrator):
     """Add the account columns and create the credential tables."""
 
-    class Base(peewee.Model):
-        class Meta:
-            database = None
-            legacy_table_names = False
+    Organisation = existing("organisation")
+    Account = existing("account")
 
-    class Organisation(Base):
-        class Meta:
-            table_name = "organisation"
-
-    class Account(Base):
-        class Meta:
-            table_name = "account"
-
-    class RecoveryCode(Base):
+    class RecoveryCode(FrozenModel):
         account = peewee.ForeignKeyField(Account, on_delete="CASCADE")
         code_hash = peewee.CharField(max_length=64, unique=True)
         created_at = peewee.DateTimeField()
         used_at = peewee.DateTimeField(null=True)
 
-    class PasswordHistory(Base):
+    class PasswordHistory(FrozenModel):
         account = peewee.ForeignKeyField(Account, on_delete="CASCADE")
         password_hash = peewee.CharField(max_length=255)
         created_at = peewee.DateTimeField()
 
-    class AccountToken(Base):
+    class AccountToken(FrozenModel):
         account = peewee.ForeignKeyField(Account, on_delete="CASCADE")
         purpose = peewee.CharField(max_length=32)
         token_hash = peewee.CharField(max_length=64, unique=True)
@@ -40,7 +32,7 @@ def upgrade(database, migrator):
         expires_at = peewee.DateTimeField()
         used_at = peewee.DateTimeField(null=True)
 
-    class PasswordPolicy(Base):
+    class PasswordPolicy(FrozenModel):
         organisation = peewee.ForeignKeyField(Organisation, on_delete="CASCADE", unique=True)
         expiry_days = peewee.IntegerField(null=True)
         history_count = peewee.IntegerField()
@@ -49,12 +41,12 @@ def upgrade(database, migrator):
         lockout_minutes = peewee.IntegerField()
         updated_at = peewee.DateTimeField()
 
-    class MfaPolicy(Base):
+    class MfaPolicy(FrozenModel):
         organisation = peewee.ForeignKeyField(Organisation, on_delete="CASCADE", unique=True)
         mode = peewee.CharField(max_length=16)
         updated_at = peewee.DateTimeField()
 
-    class MfaPolicyAccount(Base):
+    class MfaPolicyAccount(FrozenModel):
         policy = peewee.ForeignKeyField(MfaPolicy, on_delete="CASCADE")
         account = peewee.ForeignKeyField(Account, on_delete="CASCADE")
 
@@ -62,8 +54,7 @@ def upgrade(database, migrator):
             indexes = ((("policy", "account"), True),)
 
     tables = [RecoveryCode, PasswordHistory, AccountToken, PasswordPolicy, MfaPolicy, MfaPolicyAccount]
-    with database.bind_ctx(tables):
-        database.create_tables(tables)
+    create_tables(database, tables)
     migrate(
         migrator.add_column("account", "must_change_password", peewee.BooleanField(default=False)),
         migrator.add_column("account", "failed_attempts", peewee.IntegerField(default=0)),
