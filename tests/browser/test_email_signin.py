@@ -63,6 +63,7 @@ def _stored(app, query):
 
 def _fits(page) -> None:
     width = page.viewport_size["width"]
+    page.wait_for_load_state("load")  # measure the styled page, not one whose CSS is still loading
     assert page.evaluate("document.documentElement.scrollWidth") <= width, "the page scrolls sideways"
 
 

@@ -206,6 +206,7 @@ def test_pages_fit_the_screen(app, policy_server, page, embedded_ldap, width):
     sign_in(page, policy_server)
 
     def fits():
+        page.wait_for_load_state("load")  # measure the styled page, not one whose CSS is still loading
         assert page.evaluate("document.documentElement.scrollWidth") <= width, "the page scrolls sideways"
 
     page.goto(f"{policy_server.url}/admin/policies")

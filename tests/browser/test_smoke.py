@@ -165,6 +165,7 @@ def test_phone_viewport_has_no_horizontal_scroll(live_server, page, path):
     page.set_viewport_size({"width": 390, "height": 800})
     page.goto(f"{live_server.url}{path}")
     expect(page.locator("h1")).to_be_visible(timeout=TIMEOUT)
+    page.wait_for_load_state("load")
     scroll_width = page.evaluate("document.documentElement.scrollWidth")
     snap(page, f"phone{path.replace('/', '-')}")
     assert scroll_width <= 390, f"{path} is {scroll_width}px wide on a 390px phone"
@@ -186,6 +187,8 @@ def test_phone_viewport_long_mail_wraps(live_server, page, capture):
 
     item.click()
     expect(page.locator("pre.mail-body a")).to_have_attribute("href", long_link, timeout=TIMEOUT)
+    # The anchor exists before the stylesheet has loaded; measure the styled page.
+    page.wait_for_load_state("load")
     scroll_width = page.evaluate("document.documentElement.scrollWidth")
     snap(page, "phone-dev-mail-show")
     assert scroll_width <= 390, f"the message page is {scroll_width}px wide on a 390px phone"
