@@ -107,6 +107,13 @@ def _complete(account: Account, method: str, second_factor: str):
     _audit("sign_in.completed", account, method=method, second_factor=second_factor)
 
 
+def _refuse(form, template: str, message: str, status: int = 422):
+    """The code form again with ``message`` under the field and the typed code cleared."""
+    form.code.errors = [message]
+    form.code.data = ""
+    return _no_store(render(template, form=form, status=status))
+
+
 @bp.route("/login/totp", methods=["GET", "POST"])
 def login_totp():
     """The second factor: a code from the authenticator app."""
@@ -130,14 +137,11 @@ def login_totp():
         lockout.reserve(account, lockout.settings_for(account.organisation))
     except lockout.Locked as exc:
         _audit("two_factor.verify", account, "denied", reason="locked")
-        form.code.errors = [str(exc)]
-        form.code.data = ""
-        return _no_store(render("account/login_totp.html", form=form, status=429))
+        return _refuse(form, "account/login_totp.html", str(exc), 429)
     if not totp.verify(account, form.code.data):
         _audit("two_factor.verify", account, "failure", reason="wrong or used code")
-        form.code.errors = ["That code is not right, or was already used. Wait for the next code and try again."]
-        form.code.data = ""
-        return _no_store(render("account/login_totp.html", form=form, status=422))
+        return _refuse(form, "account/login_totp.html",
+                       "That code is not right, or was already used. Wait for the next code and try again.")
     lockout.succeeded(account)
     target = _pending_next()
     _complete(account, method, "totp")
@@ -162,9 +166,7 @@ def login_totp_reset():
         return refused
     if not recovery_codes.use(account, form.code.data):  # emails the owner when it works
         _audit("two_factor.recovery_code_used", account, "failure", reason="unknown or used recovery code")
-        form.code.errors = ["That recovery code is not right, or was already used."]
-        form.code.data = ""
-        return _no_store(render("account/login_reset.html", form=form, status=422))
+        return _refuse(form, "account/login_reset.html", "That recovery code is not right, or was already used.")
     _audit("two_factor.recovery_code_used", account)
     totp.clear(account, must_enrol=True)
     _audit("two_factor.disabled", account, reason="reset with a recovery code at sign-in")
