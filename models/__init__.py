@@ -3,7 +3,7 @@
 Models import nothing from Flask; ``create_app`` binds ``db`` to a database.
 """
 
-from .account import ROLES, SOURCES, STATUSES, Account
+from .account import PERMISSIONS, ROLES, SOURCES, STATUSES, Account
 from .approvals import FIRST_FACTORS, PROFILE_KINDS, ApprovalProfile, Policy, ProfileDirectory, ProfileMailServer
 from .connections import SMTP_SECURITY, TLS_MODES, Directory, MailServer
 from .credentials import (
@@ -24,7 +24,7 @@ ALL_MODELS = [
 ]
 
 __all__ = [
-    "ALL_MODELS", "Account", "AccountToken", "MFA_MODES", "MfaPolicy", "MfaPolicyAccount", "PasswordHistory",
+    "ALL_MODELS", "Account", "PERMISSIONS", "AccountToken", "MFA_MODES", "MfaPolicy", "MfaPolicyAccount", "PasswordHistory",
     "PasswordPolicy", "RecoveryCode", "STRENGTH_PRESETS", "TOKEN_PURPOSES", "ApprovalProfile", "FIRST_FACTORS", "PROFILE_KINDS", "Policy",
     "ProfileDirectory", "ProfileMailServer", "REQUEST_KINDS", "REQUEST_STATUSES", "SignInRequest", "UserSession", "AuditEvent", "DatabaseURLError", "Directory", "JSONField",
     "MailServer", "OUTBOX_STATUSES", "Organisation", "OutboxMessage", "ROLES",

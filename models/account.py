@@ -5,10 +5,12 @@ from __future__ import annotations
 import peewee
 
 from .connections import Directory
-from .db import BaseModel, utcnow
+from .db import BaseModel, JSONField, utcnow
 from .organisation import Organisation
 
 ROLES = ("owner", "technician", "team", "user")
+# Extra rights an owner can give a team user, beyond managing users.
+PERMISSIONS = ("password_policy",)
 STATUSES = ("pending", "active", "inactive")
 SOURCES = ("local", "directory")
 
@@ -40,6 +42,9 @@ class Account(BaseModel):
     totp_last_counter = peewee.BigIntegerField(null=True)  # the last accepted time step: a code works once
     must_enrol_totp = peewee.BooleanField(default=False)
     may_elevate = peewee.BooleanField(default=False)
+    permissions = JSONField(default=list)  # names from PERMISSIONS
+    invited_at = peewee.DateTimeField(null=True)
+    deactivated_at = peewee.DateTimeField(null=True)
 
     class Meta:
         indexes = ((("organisation", "username"), True),)

@@ -20,3 +20,4 @@ class UserSession(BaseModel):
     last_seen_at = peewee.DateTimeField(default=utcnow)
     expires_at = peewee.DateTimeField()
     ended_at = peewee.DateTimeField(null=True)
+    acting_role = peewee.CharField(max_length=16, null=True)  # an elevated session: the role it acts with

@@ -6,9 +6,9 @@ import re
 
 import peewee
 
-from models import ROLES, Account, Organisation, db
+from models import ROLES, Account, Organisation, SignInRequest, db, utcnow
 
-from . import audit, passwords
+from . import audit, passwords, sessions
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 USERNAME = re.compile(r"^[\w.@+-]{1,256}$")
@@ -57,3 +57,97 @@ def create_local(
             passwords.set_password(account, password)
         audit.record("account.created", actor=actor, organisation=organisation.slug, target=username, details={"role": role})
     return account
+
+
+# -- lifecycle: what the users page and the team page do to an account ---------------
+
+
+def _actor_fields(actor: str, acting_for: str | None, ip: str, user_agent: str) -> dict:
+    return {"actor": actor, "acting_for": acting_for, "ip": ip, "user_agent": user_agent}
+
+
+def deactivate(account: Account, *, actor: str, acting_for: str | None = None, ip: str = "", user_agent: str = "",
+               by: Account | None = None) -> None:
+    """Make ``account`` inactive: its sessions end and its pending sign-in requests are
+    cancelled at once (API keys and support tokens follow when they exist). ``by`` (the
+    acting admin) cannot deactivate themselves, and the last active owner stays."""
+    if by is not None and by.id == account.id:
+        raise AccountError("you cannot deactivate your own account: ask another admin")
+    with db.atomic():
+        _refuse_losing_last_owner(account, "deactivate")
+        now = utcnow()
+        Account.update(status="inactive", deactivated_at=now, updated_at=now).where(Account.id == account.id).execute()
+        ended = sessions.end_all(account)
+        cancelled = SignInRequest.update(status="cancelled", decided_at=now).where(
+            (SignInRequest.account == account.id) & (SignInRequest.status == "pending")).execute()
+        audit.record("account.deactivated", organisation=account.organisation.slug, target=account.username,
+                     details={"sessions_ended": ended, "requests_cancelled": cancelled},
+                     **_actor_fields(actor, acting_for, ip, user_agent))
+    account.status = "inactive"
+
+
+def reactivate(account: Account, *, actor: str, acting_for: str | None = None, ip: str = "", user_agent: str = "") -> None:
+    """Make an inactive account active again."""
+    if account.status != "inactive":
+        raise AccountError(f"{account.username} is not inactive")
+    now = utcnow()
+    Account.update(status="active", deactivated_at=None, failed_attempts=0, locked_until=None, updated_at=now).where(
+        Account.id == account.id).execute()
+    audit.record("account.reactivated", organisation=account.organisation.slug, target=account.username,
+                 **_actor_fields(actor, acting_for, ip, user_agent))
+    account.status = "active"
+
+
+def delete(account: Account, *, actor: str, acting_for: str | None = None, ip: str = "", user_agent: str = "",
+           by: Account | None = None) -> None:
+    """Delete ``account`` and everything that belongs to it. Refused for the acting admin
+    themselves and for the organisation's last active owner."""
+    if by is not None and by.id == account.id:
+        raise AccountError("you cannot delete your own account: ask another admin")
+    with db.atomic():
+        _refuse_losing_last_owner(account, "delete")
+        username, slug = account.username, account.organisation.slug
+        Account.delete().where(Account.id == account.id).execute()
+        audit.record("account.deleted", organisation=slug, target=username, details={"role": account.role},
+                     **_actor_fields(actor, acting_for, ip, user_agent))
+
+
+def _refuse_losing_last_owner(account: Account, verb: str) -> None:
+    if account.role != "owner" or account.status != "active":
+        return
+    others = Account.select().where((Account.organisation == account.organisation_id) & (Account.role == "owner")
+                                    & (Account.status == "active") & (Account.id != account.id)).count()
+    if others == 0:
+        raise AccountError(f"{account.username} is the last active owner of {account.organisation.name}: "
+                           f"make someone else an owner before you {verb} this account")
+
+
+def reset_two_factor(account: Account, *, actor: str, acting_for: str | None = None, ip: str = "",
+                     user_agent: str = "") -> None:
+    """An admin's **Reset 2FA**: clear the TOTP secret and recovery codes, make the user
+    enrol again at their next sign-in, and tell them by email."""
+    from . import recovery_codes, totp
+
+    was_enabled = account.totp_enabled_at is not None
+    totp.clear(account, must_enrol=True)
+    sessions.end_all(account)
+    recovery_codes.notify_owner(account, "Your two-factor authentication was reset",
+                                f"An administrator ({actor}) reset the two-factor authentication of your account. "
+                                "You will be asked to set it up again the next time you sign in.")
+    audit.record("mfa.reset_by_admin", organisation=account.organisation.slug, target=account.username,
+                 details={"was_enabled": was_enabled}, **_actor_fields(actor, acting_for, ip, user_agent))
+
+
+def send_password_reset(account: Account, *, actor: str, acting_for: str | None = None, ip: str = "",
+                        user_agent: str = "") -> None:
+    """An admin's **Reset password**: email the user a single-use reset link (the admin
+    never sees or sets the password). Directory users change theirs in the directory."""
+    from . import password_reset
+
+    if account.source != "local":
+        raise AccountError(f"{account.username} signs in with their directory password: reset it in the directory")
+    if account.status != "active" or not account.email:
+        raise AccountError(f"{account.username} is not active or has no email address: no link can be sent")
+    password_reset.send_link(account, ip=ip, requested_by=actor)
+    audit.record("password.reset_sent_by_admin", organisation=account.organisation.slug, target=account.username,
+                 **_actor_fields(actor, acting_for, ip, user_agent))

@@ -58,17 +58,25 @@ def request_reset(organisation: Organisation | None, identifier: str, *, ip: str
                      organisation=organisation.slug if organisation else None, ip=ip, user_agent=user_agent,
                      outcome="failure", details={"sent": False})
         return
+    send_link(account, ip=ip)
+    audit.record("password.reset_requested", actor=account.username, target=account.username,
+                 organisation=account.organisation.slug, ip=ip, user_agent=user_agent, details={"sent": True})
+
+
+def send_link(account: Account, *, ip: str = "", requested_by: str | None = None) -> None:
+    """Queue the email with a fresh reset link for ``account`` (asked for by the user, or
+    by the admin named in ``requested_by``)."""
     token = issue(account)
     link = f"{_server_url()}/login/reset/{token}"
     org_name = account.organisation.name
+    who = (f"An administrator ({requested_by}) asked for" if requested_by
+           else "Someone (hopefully you) asked")
     text = (f"Hello {account.display_name or account.username},\n\n"
-            f"Someone (hopefully you) asked to reset the password of your {org_name} account.\n"
+            f"{who} a reset of the password of your {org_name} account.\n"
             f"Choose a new password here within one hour:\n\n{link}\n\n"
-            f"The link works once. If you did not ask for this, ignore this email: your password stays as it is.\n"
+            f"The link works once. If you did not expect this, ignore this email: your password stays as it is.\n"
             f"Requested from {ip or 'an unknown address'}.\n")
     mailer.queue(account.email, f"Reset your {org_name} password", text, organisation=account.organisation)
-    audit.record("password.reset_requested", actor=account.username, target=account.username,
-                 organisation=account.organisation.slug, ip=ip, user_agent=user_agent, details={"sent": True})
 
 
 def issue(account: Account) -> str:

@@ -27,7 +27,7 @@ from models import Directory
 from services import directories, ordering
 
 from ..rendering import redirect_to, render
-from . import actor, bp, organisation
+from . import actor, bp, organisation, requires
 from .forms import EmptyForm
 
 TLS_LABELS = {"none": "None", "starttls": "StartTLS", "ldaps": "LDAPS"}
@@ -116,6 +116,7 @@ def _values(form: DirectoryForm) -> dict:
 
 
 @bp.get("/directories")
+@requires("settings")
 def directory_list():
     """The organisation's directories in the order they are listed, and the built-in local one."""
     items = list(siblings().order_by(Directory.position, Directory.id))
@@ -161,18 +162,21 @@ def _save(directory: Directory | None):
 
 
 @bp.route("/directories/new", methods=["GET", "POST"])
+@requires("settings")
 def directory_create():
     """Add a directory."""
     return _save(None)
 
 
 @bp.route("/directories/<int:directory_id>/edit", methods=["GET", "POST"])
+@requires("settings")
 def directory_edit(directory_id: int):
     """Change a directory; the stored bind password is never shown."""
     return _save(get_directory(directory_id))
 
 
 @bp.post("/directories/<int:directory_id>/test")
+@requires("settings")
 def directory_test(directory_id: int):
     """Connect and bind with the saved settings; show the result next to the button."""
     directory = get_directory(directory_id)
@@ -183,6 +187,7 @@ def directory_test(directory_id: int):
 
 
 @bp.post("/directories/<int:directory_id>/lookup")
+@requires("settings")
 def directory_lookup(directory_id: int):
     """Look a user up as sign-in would: attributes, mail, manager, and what is missing."""
     directory = get_directory(directory_id)
@@ -193,6 +198,7 @@ def directory_lookup(directory_id: int):
 
 
 @bp.post("/directories/<int:directory_id>/move")
+@requires("settings")
 def directory_move(directory_id: int):
     """Move a directory up or down in the list."""
     directory = get_directory(directory_id)
@@ -206,6 +212,7 @@ def directory_move(directory_id: int):
 
 
 @bp.route("/directories/<int:directory_id>/delete", methods=["GET", "POST"])
+@requires("settings")
 def directory_delete(directory_id: int):
     """GET asks for confirmation (works without JavaScript); POST deletes."""
     directory = get_directory(directory_id)

@@ -3,10 +3,11 @@
 from models import ApprovalProfile, Directory, MailServer, Policy
 
 from ..rendering import render
-from . import bp, organisation
+from . import bp, organisation, requires
 
 
 @bp.get("/")
+@requires("dashboard")
 def home():
     """What is configured, with a link to each part."""
     org = organisation()

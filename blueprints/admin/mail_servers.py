@@ -16,7 +16,7 @@ from models import MailServer
 from services import mail_servers, ordering
 
 from ..rendering import redirect_to, render
-from . import actor, bp, organisation
+from . import actor, bp, organisation, requires
 from .forms import EmptyForm, MailServerForm, TestEmailForm
 
 
@@ -33,6 +33,7 @@ def siblings():
 
 
 @bp.get("/mail-servers")
+@requires("settings")
 def mail_server_list():
     """The organisation's mail servers in the order they are tried."""
     servers = list(siblings().order_by(MailServer.position, MailServer.id))
@@ -60,18 +61,21 @@ def _save(server: MailServer | None):
 
 
 @bp.route("/mail-servers/new", methods=["GET", "POST"])
+@requires("settings")
 def mail_server_create():
     """Add a mail server."""
     return _save(None)
 
 
 @bp.route("/mail-servers/<int:server_id>/edit", methods=["GET", "POST"])
+@requires("settings")
 def mail_server_edit(server_id: int):
     """Change a mail server; the stored password is never shown."""
     return _save(get_server(server_id))
 
 
 @bp.post("/mail-servers/<int:server_id>/test")
+@requires("settings")
 def mail_server_test(server_id: int):
     """Send a test email now and show the result next to the button."""
     server = get_server(server_id)
@@ -84,6 +88,7 @@ def mail_server_test(server_id: int):
 
 
 @bp.post("/mail-servers/<int:server_id>/move")
+@requires("settings")
 def mail_server_move(server_id: int):
     """Move a mail server up or down in the failover order."""
     server = get_server(server_id)
@@ -97,6 +102,7 @@ def mail_server_move(server_id: int):
 
 
 @bp.route("/mail-servers/<int:server_id>/delete", methods=["GET", "POST"])
+@requires("settings")
 def mail_server_delete(server_id: int):
     """GET asks for confirmation (works without JavaScript); POST deletes."""
     server = get_server(server_id)

@@ -15,7 +15,7 @@ from models import MFA_MODES, Account
 from services import mfa_policy
 
 from ..rendering import redirect_to, render
-from . import actor, bp, organisation
+from . import actor, bp, organisation, requires
 
 TEMPLATE = "admin/mfa_policy/edit.html"
 
@@ -47,6 +47,7 @@ def _chosen_from_form() -> list[Account]:
 
 
 @bp.route("/mfa-policy", methods=["GET", "POST"])
+@requires("settings")
 def mfa_policy_edit():
     """The organisation's two-factor enforcement."""
     org = organisation()
@@ -73,6 +74,7 @@ def mfa_policy_edit():
 
 
 @bp.get("/mfa-policy/search")
+@requires("settings")
 def mfa_policy_search():
     """Search-as-you-type results; a plain browser gets the page with the results."""
     query = _query()
@@ -85,6 +87,7 @@ def mfa_policy_search():
 
 
 @bp.get("/mfa-policy/pick")
+@requires("settings")
 def mfa_policy_pick():
     """One account as a checked entry of the chosen list (the "Add" button)."""
     try:

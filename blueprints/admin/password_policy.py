@@ -14,7 +14,7 @@ from wtforms.validators import InputRequired, NumberRange, Optional
 from services import password_policy
 
 from ..rendering import redirect_to, render
-from . import actor, bp, organisation
+from . import actor, bp, organisation, requires
 
 
 class SmallIntegerField(IntegerField):
@@ -84,6 +84,7 @@ def _preview(expiry: str | None, days) -> dict:
 
 
 @bp.route("/password-policy", methods=["GET", "POST"])
+@requires("password_policy")
 def password_policy_edit():
     """The organisation's password rules."""
     policy = password_policy.policy_for(organisation())
@@ -99,6 +100,7 @@ def password_policy_edit():
 
 
 @bp.post("/password-policy/preview")
+@requires("password_policy")
 def password_policy_preview():
     """How many local accounts would have to change their password with this expiry."""
     expiry = request.form.get("expiry")

@@ -31,7 +31,7 @@ from services import policy as policies
 from services.directory import DirectoryError
 
 from ..rendering import redirect_to, render
-from . import actor, bp, organisation
+from . import actor, bp, organisation, requires
 from .forms import EmptyForm
 
 LIST = "admin/policies/list.html"
@@ -126,12 +126,14 @@ def _targets_row(policy: Policy) -> bool:
 
 
 @bp.get("/policies")
+@requires("settings")
 def policy_list():
     """The organisation's policies, top to bottom; first match wins."""
     return render(LIST, **list_context())
 
 
 @bp.post("/policies/new")
+@requires("settings")
 def policy_create():
     """Add a policy at the bottom of the list."""
     form = make_form(None, formdata=request.form)
@@ -151,6 +153,7 @@ def policy_create():
 
 
 @bp.route("/policies/<int:policy_id>/edit", methods=["GET", "POST"])
+@requires("settings")
 def policy_edit(policy_id: int):
     """Change a policy: in place in its table row with HTMX, or on its own page."""
     policy = get_policy(policy_id)
@@ -179,6 +182,7 @@ def policy_edit(policy_id: int):
 
 
 @bp.get("/policies/<int:policy_id>/row")
+@requires("settings")
 def policy_row(policy_id: int):
     """The row as it is saved (Cancel of an in-place edit)."""
     policy = get_policy(policy_id)
@@ -188,6 +192,7 @@ def policy_row(policy_id: int):
 
 
 @bp.post("/policies/<int:policy_id>/enabled")
+@requires("settings")
 def policy_toggle(policy_id: int):
     """Turn a policy on or off."""
     policy = get_policy(policy_id)
@@ -202,6 +207,7 @@ def policy_toggle(policy_id: int):
 
 
 @bp.post("/policies/<int:policy_id>/move")
+@requires("settings")
 def policy_move(policy_id: int):
     """Move a policy one place up or down."""
     policy = get_policy(policy_id)
@@ -215,6 +221,7 @@ def policy_move(policy_id: int):
 
 
 @bp.post("/policies/reorder")
+@requires("settings")
 def policy_reorder():
     """Apply a whole new order (drag and drop): ``order`` = ids top to bottom, comma
     separated (or repeated ``ids`` fields). Anything but exactly this organisation's
@@ -235,6 +242,7 @@ def policy_reorder():
 
 
 @bp.route("/policies/<int:policy_id>/delete", methods=["GET", "POST"])
+@requires("settings")
 def policy_delete(policy_id: int):
     """GET asks for confirmation (works without JavaScript); POST deletes."""
     policy = get_policy(policy_id)
@@ -258,6 +266,7 @@ def _prefix_arg() -> str:
 
 
 @bp.post("/policies/validate")
+@requires("settings")
 def policy_validate():
     """Check the values as they are typed; answers the feedback under the field."""
     prefix = _prefix_arg()
@@ -269,6 +278,7 @@ def policy_validate():
 
 
 @bp.get("/policies/values")
+@requires("settings")
 def policy_values():
     """Real values of the chosen attribute in the chosen directory, to pick from."""
     prefix = _prefix_arg()
@@ -291,6 +301,7 @@ def policy_values():
 
 
 @bp.get("/policies/tester")
+@requires("settings")
 def policy_tester():
     """Type a username: where they were found, each policy tried with the values it
     compared, the profile chosen and who would be emailed — through ``decide``, the

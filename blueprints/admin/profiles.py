@@ -22,7 +22,7 @@ from models import ApprovalProfile, Directory, MailServer, Policy
 from services import profiles
 
 from ..rendering import redirect_to, render
-from . import actor, bp, organisation
+from . import actor, bp, organisation, requires
 from .forms import EmptyForm
 
 LOCAL = "local"  # the form value of the built-in local directory
@@ -65,6 +65,7 @@ def get_profile(profile_id: int) -> ApprovalProfile:
 
 
 @bp.get("/profiles")
+@requires("settings")
 def profile_list():
     """The organisation's approval profiles, the default first."""
     rows = []
@@ -211,18 +212,21 @@ def _save(profile: ApprovalProfile | None):
 
 
 @bp.route("/profiles/new", methods=["GET", "POST"])
+@requires("settings")
 def profile_create():
     """Add an approval profile."""
     return _save(None)
 
 
 @bp.route("/profiles/<int:profile_id>/edit", methods=["GET", "POST"])
+@requires("settings")
 def profile_edit(profile_id: int):
     """Change an approval profile; the page shows a preview of its email."""
     return _save(get_profile(profile_id))
 
 
 @bp.post("/profiles/preview")
+@requires("settings")
 def profile_preview():
     """Re-render the form from the posted values without saving: the whole form when the
     type changes (suggested texts follow the type), the preview or the lifetime note while
@@ -242,6 +246,7 @@ def profile_preview():
 
 
 @bp.post("/profiles/<int:profile_id>/default")
+@requires("settings")
 def profile_make_default(profile_id: int):
     """Make this profile the one used when no policy matches."""
     profile = get_profile(profile_id)
@@ -255,6 +260,7 @@ def profile_make_default(profile_id: int):
 
 
 @bp.route("/profiles/<int:profile_id>/delete", methods=["GET", "POST"])
+@requires("settings")
 def profile_delete(profile_id: int):
     """GET asks for confirmation, or says why it cannot be deleted; POST deletes."""
     profile = get_profile(profile_id)

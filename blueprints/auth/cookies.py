@@ -8,7 +8,7 @@ from flask import Flask, after_this_request, current_app, g, request, session
 from flask_login import LoginManager
 
 from models import Account
-from services import mfa_policy, sessions
+from services import access, mfa_policy, sessions
 
 COOKIE_NAME = "gatehouse_session"
 login_manager = LoginManager()
@@ -29,9 +29,23 @@ class SignedInUser:
         return str(self.account.id)
 
     @property
+    def role(self) -> str:
+        """The role this session acts with: the account's, or the one it was elevated to."""
+        return self.session.acting_role or self.account.role
+
+    @property
     def is_admin(self) -> bool:
-        """Owners and technicians manage the organisation's settings."""
-        return self.account.role in ("owner", "technician")
+        """Owners and technicians (and elevated sessions) manage the organisation's settings."""
+        return self.role in ("owner", "technician")
+
+    @property
+    def is_console_user(self) -> bool:
+        """Whether the admin console opens at all (owners, technicians, team users)."""
+        return access.is_admin_role(self.role)
+
+    def can(self, capability: str) -> bool:
+        """Whether this session may use admin pages needing ``capability``."""
+        return access.can(self.role, capability, self.account.permissions or ())
 
 
 def init_app(app: Flask) -> None:

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from models import AuditEvent, UserSession
+from models import Account, AuditEvent, UserSession
 from services import sessions
 from tests.support.factories import PASSWORD, sign_in
 
@@ -114,11 +114,37 @@ def test_identifier_page_leads_to_the_password_page(client, ann):
     assert response.headers["Location"].startswith("/login/password?identifier=ann&account_id=acme")
 
 
-@pytest.mark.parametrize("role, status", [("owner", 200), ("technician", 200), ("team", 403), ("user", 403)])
-def test_admin_console_is_for_owners_and_technicians(client, create_organisation, create_account, role, status):
+@pytest.mark.parametrize("role, dashboard, settings", [
+    ("owner", 200, 200), ("technician", 200, 200), ("team", 200, 403), ("user", 403, 403)])
+def test_admin_console_is_for_admins_and_settings_for_owners_and_technicians(
+        client, create_organisation, create_account, role, dashboard, settings):
     create_account(create_organisation("acme"), "pat", role=role)
     sign_in(client, "pat")
-    assert client.get("/admin/").status_code == status
+    assert client.get("/admin/").status_code == dashboard
+    assert client.get("/admin/mail-servers").status_code == settings
+
+
+def test_a_team_user_with_the_permission_edits_the_password_policy(app, client, create_organisation, create_account):
+    organisation = create_organisation("acme", "Acme")
+    tess = create_account(organisation, "tess", role="team")
+    sign_in(client, "tess")
+    assert client.get("/admin/password-policy").status_code == 403
+    with app.app_context():
+        Account.update(permissions=["password_policy"]).where(Account.id == tess.id).execute()
+    assert client.get("/admin/password-policy").status_code == 200
+    assert client.get("/admin/mfa-policy").status_code == 403  # only what was given
+
+
+def test_a_view_without_a_declared_capability_is_closed_to_everyone(app, client, owner):
+    sign_in(client, "olga")
+    view = app.view_functions["admin.home"]
+    saved = view.capability
+    try:
+        del view.capability
+        response = client.get("/admin/")
+        assert response.status_code == 403
+    finally:
+        view.capability = saved
 
 
 def test_admin_console_sends_strangers_to_sign_in(client):
@@ -132,7 +158,7 @@ def test_a_team_user_is_told_whom_to_ask(client, create_organisation, create_acc
     create_account(organisation, "olga", role="owner", display_name="Olga Owner")
     create_account(organisation, "tess", role="team")
     sign_in(client, "tess")
-    for url in ("/admin/", "/admin/password-policy", "/admin/mfa-policy"):
+    for url in ("/admin/directories", "/admin/password-policy", "/admin/mfa-policy"):
         response = client.get(url)
         assert response.status_code == 403
         assert "Ask an owner of Acme (Olga Owner)" in response.get_data(as_text=True)
