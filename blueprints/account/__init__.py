@@ -5,4 +5,4 @@ from flask import Blueprint
 
 bp = Blueprint("account", __name__)
 
-from . import routes  # noqa: E402,F401
+from . import elevate, routes  # noqa: E402,F401

@@ -111,4 +111,6 @@ def acting_for() -> str | None:
     return None
 
 
-from . import directories, home, mail_servers, mfa_policy, password_policy, policies, profiles  # noqa: E402,F401
+from . import (  # noqa: E402,F401
+    audit, directories, home, mail_servers, mfa_policy, password_policy, policies, profiles, team, users,
+)

@@ -4,4 +4,4 @@ from flask import Blueprint
 
 bp = Blueprint("core", __name__)
 
-from . import routes  # noqa: E402,F401
+from . import routes, setup  # noqa: E402,F401

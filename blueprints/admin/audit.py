@@ -1,0 +1,3 @@
+"""Admin console: audit (being built)."""
+
+from . import bp  # noqa: F401

@@ -1,0 +1,3 @@
+"""Admin console: team (being built)."""
+
+from . import bp  # noqa: F401

@@ -1,0 +1,3 @@
+"""Admin console: users (being built)."""
+
+from . import bp  # noqa: F401
