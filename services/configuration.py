@@ -54,6 +54,10 @@ The file format
       lockout_threshold = 10                     # 3..100 failed attempts (passwords, TOTP codes)
       lockout_minutes = 15                       # 1..1440
 
+      [organisations.mfa_policy]                 # optional; two-factor enforcement
+      mode = "all"                               # off | all | selected | all_except
+      # accounts = ["breakglass"]                # with selected / all_except: usernames of existing accounts
+
       [[organisations.approval_profiles]]
       name = "Staff"                             # unique within the organisation
       kind = "user"                              # user | manager
@@ -145,6 +149,11 @@ Rules
   leaves out get the defaults (``"nist"``, never expires, no history, 10 attempts, 15
   minutes). Without the table the organisation's policy is left as it is; the export
   writes it only for organisations that have one, ``expiry_days = 0`` meaning never.
+* ``[organisations.mfa_policy]`` is stored through ``services.mfa_policy.save``
+  (audited). ``accounts`` names existing accounts of the organisation by username
+  (accounts themselves are not part of the file); it is only allowed with ``selected``
+  and ``all_except``. Without the table the organisation's enforcement is left as it is;
+  the export writes it for organisations that have one.
 * Export writes every organisation, directory, mail server, approval profile (sorted by
   name, ``default = true`` on the default one, multi-line messages as ``\"\"\"`` strings)
   and policy (in order), and never a plaintext secret: a secret imported from
@@ -168,13 +177,16 @@ import tomli_w
 
 from models import (
     FIRST_FACTORS,
+    MFA_MODES,
     PROFILE_KINDS,
     SMTP_SECURITY,
     STRENGTH_PRESETS,
     TLS_MODES,
+    Account,
     ApprovalProfile,
     Directory,
     MailServer,
+    MfaPolicy,
     Organisation,
     PasswordPolicy,
     db,
@@ -183,11 +195,13 @@ from models import (
 )
 
 from . import crypto
+from . import mfa_policy as mfa_policy_service
 from . import password_policy as password_policy_service
 from . import policy as policy_service
 from . import profiles as profile_service
 
-KINDS = ("organisations", "directories", "mail_servers", "approval_profiles", "policies", "password_policies")
+KINDS = ("organisations", "directories", "mail_servers", "approval_profiles", "policies", "password_policies",
+         "mfa_policies")
 LOCAL = "local"  # in a profile's directories or a policy's directory: the local accounts
 ACTOR = "configuration import"  # who the audit log names for profile and policy changes
 
@@ -477,7 +491,8 @@ _MAIL_SERVER_FIELDS = {
 # The secret of each kind, whose absence means "keep the stored one" rather than a default.
 _SECRET_FIELD = {Directory: "bind_password", MailServer: "password"}
 _ORGANISATION_FIELDS = ("slug", "name", "parent", "directories", "mail_servers", "approval_profiles", "policies",
-                        "password_policy")
+                        "password_policy", "mfa_policy")
+_MFA_POLICY_FIELDS = ("mode", "accounts")
 _PASSWORD_POLICY_FIELDS = ("strength", "expiry_days", "history_count", "lockout_threshold", "lockout_minutes")
 # The same ranges as the admin page's form (blueprints/admin/password_policy.py).
 LOCKOUT_THRESHOLD_RANGE = (3, 100)
@@ -621,6 +636,27 @@ def _check_password_policy(checker: _Checker, path: str, table) -> dict | None:
     return entry
 
 
+def _check_mfa_policy(checker: _Checker, path: str, table) -> dict | None:
+    """The ``[organisations.mfa_policy]`` table: a mode and, for ``selected`` and
+    ``all_except``, the usernames it lists (resolved to accounts at import)."""
+    if not isinstance(table, Mapping):
+        checker.fail(path, f"expected a table ([organisations.mfa_policy]), got {_describe(table)}")
+        return None
+    fields = _Table(checker, path, table, _MFA_POLICY_FIELDS)
+    entry = {
+        "mode": fields.get("mode", lambda p, v: checker.choice(p, v, MFA_MODES), "off"),
+        "accounts": fields.get("accounts", lambda p, v: checker.string_list(
+            p, v, lambda p2, v2: checker.string(p2, v2, max_length=256), allow_empty_list=True), []),
+    }
+    if not fields.ok:
+        return None
+    if entry["accounts"] and entry["mode"] not in ("selected", "all_except"):
+        checker.fail(_key_path(path, "accounts"), f"only mode \"selected\" or \"all_except\" lists accounts, "
+                                                  f"not {entry['mode']!r}")
+        return None
+    return entry
+
+
 def _check_policy(checker: _Checker, path: str, table: Mapping) -> dict | None:
     """A policy's fields, type-checked, its attribute and each value checked by
     services.policy; the profile and directory are resolved at import."""
@@ -679,7 +715,7 @@ def parse(text: str, environ: Mapping[str, str] | None = None) -> dict:
 
     The result is ``{"organisations": [{"slug", "name", "parent", "directories": [...],
     "mail_servers": [...], "approval_profiles": [...], "policies": [...] or None,
-    "password_policy": {...} or None}]}``
+    "password_policy": {...} or None, "mfa_policy": {...} or None}]}``
     (``policies`` None when the organisation table has no such key) with every default
     filled in, each directory and mail server carrying its ``position``, and secrets resolved to ``{"value": plaintext, "ref":
     "env:NAME" | None}`` (so never log it). ``environ`` defaults to ``os.environ``.
@@ -703,7 +739,7 @@ def parse(text: str, environ: Mapping[str, str] | None = None) -> dict:
     for path, table in _table_list(checker, "organisations", data.get("organisations", []), "organisations"):
         _unknown_keys(checker, path, table, _ORGANISATION_FIELDS)
         entry = {"directories": [], "mail_servers": [], "approval_profiles": [], "policies": None,
-                 "password_policy": None}
+                 "password_policy": None, "mfa_policy": None}
         for name in ("slug", "name"):
             if name not in table:
                 checker.fail(f"{path}.{name}", "required field is missing")
@@ -749,6 +785,8 @@ def parse(text: str, environ: Mapping[str, str] | None = None) -> dict:
         if "password_policy" in table:
             entry["password_policy"] = _check_password_policy(checker, f"{path}.password_policy",
                                                               table["password_policy"])
+        if "mfa_policy" in table:
+            entry["mfa_policy"] = _check_mfa_policy(checker, f"{path}.mfa_policy", table["mfa_policy"])
         if "policies" in table:
             entry["policies"] = []
             for item_path, item in _table_list(checker, f"{path}.policies", table["policies"], "organisations.policies"):
@@ -982,6 +1020,27 @@ def _import_password_policy(org: Organisation, values: dict, summary: ImportSumm
     (summary.created if current is None else summary.updated)["password_policies"] += 1
 
 
+def _import_mfa_policy(org: Organisation, path: str, values: dict, summary: ImportSummary, errors: list[str],
+                      actor: str) -> None:
+    """Store the organisation's two-factor enforcement through services.mfa_policy.save
+    (which audits it), unless it already is exactly this; unknown usernames are errors."""
+    found = {row.username: row.id for row in Account.select(Account.id, Account.username).where(
+        (Account.organisation == org) & (Account.username.in_(values["accounts"])))} if values["accounts"] else {}
+    missing = [name for name in values["accounts"] if name not in found]
+    if missing:
+        errors.append(f"{path}.mfa_policy.accounts: no account {', '.join(map(repr, missing))} in {org.slug} "
+                      "(accounts are not part of the file: create them first)")
+        return
+    ids = sorted(found.values())
+    current = MfaPolicy.get_or_none(MfaPolicy.organisation == org)
+    if current is not None and current.mode == values["mode"] and sorted(
+            a.id for a in mfa_policy_service.listed_accounts(current)) == ids:
+        summary.unchanged["mfa_policies"] += 1
+        return
+    mfa_policy_service.save(org, values["mode"], ids, actor=actor)
+    (summary.created if current is None else summary.updated)["mfa_policies"] += 1
+
+
 def _policy_matches(policy, item: dict) -> bool:
     directory = LOCAL if policy.directory_id is None else policy.directory.name
     return (
@@ -1091,6 +1150,8 @@ def import_config(text: str, environ: Mapping[str, str] | None = None, *, actor:
             failed = _import_profiles(org, path, entry["approval_profiles"], summary, errors, actor)
             if entry["password_policy"] is not None:
                 _import_password_policy(org, entry["password_policy"], summary, actor)
+            if entry["mfa_policy"] is not None:
+                _import_mfa_policy(org, path, entry["mfa_policy"], summary, errors, actor)
             if replace:
                 _import_policies(org, path, items, failed, summary, errors, actor)
         if errors:
@@ -1187,6 +1248,14 @@ def _password_policy_text(row: PasswordPolicy) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _mfa_policy_text(row: MfaPolicy) -> str:
+    lines = ["  [organisations.mfa_policy]", f"  mode = {_toml_value(row.mode)}"]
+    usernames = [account.username for account in mfa_policy_service.listed_accounts(row)]
+    if usernames and row.mode in ("selected", "all_except"):
+        lines.append(f"  accounts = {_toml_value(usernames)}")
+    return "\n".join(lines) + "\n"
+
+
 def _policy_pairs(row) -> list[tuple[str, object]]:
     return [
         ("name", row.name or None),
@@ -1225,6 +1294,9 @@ def export_config() -> str:
         password_policy = PasswordPolicy.get_or_none(PasswordPolicy.organisation == org)
         if password_policy is not None:
             chunks.append("\n" + _password_policy_text(password_policy))
+        mfa_policy = MfaPolicy.get_or_none(MfaPolicy.organisation == org)
+        if mfa_policy is not None:
+            chunks.append("\n" + _mfa_policy_text(mfa_policy))
         profiles = ApprovalProfile.select().where(ApprovalProfile.organisation == org)
         for row in sorted(profiles, key=lambda p: (p.name.casefold(), p.name, p.id)):
             chunks.append("\n" + _table("organisations.approval_profiles", _profile_pairs(row), "  "))

@@ -14,6 +14,8 @@ from models import (
     ALL_MODELS,
     ApprovalProfile,
     AuditEvent,
+    MfaPolicy,
+    MfaPolicyAccount,
     Directory,
     MailServer,
     Organisation,
@@ -25,7 +27,7 @@ from services.configuration import ConfigFileError, export_config, import_config
 
 ENV = {"ACME_LDAP_PASSWORD": "ldap-bind-secret-1", "SMTP_PASSWORD": "smtp-secret-2"}
 LITERAL_SECRET = "literal-mail-secret-3"
-NO_APPROVALS = {"approval_profiles": 0, "policies": 0, "password_policies": 0}
+NO_APPROVALS = {"approval_profiles": 0, "policies": 0, "password_policies": 0, "mfa_policies": 0}
 
 FULL = f"""
 [[organisations]]
@@ -598,7 +600,7 @@ def test_full_import_creates_profiles_and_policies_with_the_right_values(databas
     summary = import_config(FULL_APPROVALS, ENV)
 
     assert summary.created == {"organisations": 2, "directories": 2, "mail_servers": 2,
-                               "approval_profiles": 2, "policies": 3, "password_policies": 0}
+                               "approval_profiles": 2, "policies": 3, "password_policies": 0, "mfa_policies": 0}
     assert "approval profiles: 2 created" in str(summary) and "policies: 3 created" in str(summary)
     acme = Organisation.get(Organisation.slug == "acme")
     staff = ApprovalProfile.get(ApprovalProfile.name == "Staff")
@@ -664,7 +666,7 @@ def test_round_trip_with_profiles_and_policies(database):
 
     assert not summary.changed
     assert summary.unchanged == {"organisations": 2, "directories": 2, "mail_servers": 2,
-                                 "approval_profiles": 2, "policies": 3, "password_policies": 0}
+                                 "approval_profiles": 2, "policies": 3, "password_policies": 0, "mfa_policies": 0}
     assert snapshot() == before  # ids, updated_at and the audit log alike
     assert export_config() == exported
     # The original file (trailing newline, "/" after the URL, USERNAME) is just as idempotent.
@@ -1081,3 +1083,68 @@ name = "Acme"
 def test_password_policy_must_be_a_table(database):
     error = refused('[[organisations]]\nslug = "acme"\nname = "Acme"\npassword_policy = 5\n')
     assert any(e.startswith("organisations[0].password_policy: expected a table") for e in error.errors)
+
+
+# --------------------------------------------------------------------------- two-factor enforcement
+
+MFA_POLICY = """
+[[organisations]]
+slug = "acme"
+name = "Acme"
+
+  [organisations.mfa_policy]
+  mode = "all_except"
+  accounts = ["breakglass"]
+"""
+
+
+def _acme_with_breakglass():
+    import_config(ORG_ONLY, ENV)
+    from services.accounts import create_local
+
+    return create_local(Organisation.get(Organisation.slug == "acme"), "breakglass", "bg@acme.test")
+
+
+ORG_ONLY = """
+[[organisations]]
+slug = "acme"
+name = "Acme"
+"""
+
+
+def test_mfa_policy_is_imported_audited_and_round_trips(database):
+    breakglass = _acme_with_breakglass()
+    summary = import_config(MFA_POLICY, ENV)
+    assert summary.created["mfa_policies"] == 1
+    policy = MfaPolicy.get(MfaPolicy.organisation == breakglass.organisation)
+    assert policy.mode == "all_except"
+    assert [row.account_id for row in MfaPolicyAccount.select()] == [breakglass.id]
+    assert AuditEvent.select().where(AuditEvent.action == "mfa_policy.changed").count() == 1
+
+    exported = export_config()
+    assert tomllib.loads(exported)["organisations"][0]["mfa_policy"] == {"mode": "all_except", "accounts": ["breakglass"]}
+    audits = AuditEvent.select().count()
+    summary = import_config(exported, ENV)
+    assert not summary.changed and summary.unchanged["mfa_policies"] == 1
+    assert AuditEvent.select().count() == audits
+
+
+def test_mfa_policy_naming_an_unknown_account_changes_nothing(database):
+    _acme_with_breakglass()
+    with pytest.raises(ConfigFileError) as caught:
+        import_config(MFA_POLICY.replace('"breakglass"', '"breakglass", "nobody"'), ENV)
+    assert "organisations[0].mfa_policy.accounts: no account 'nobody' in acme" in str(caught.value)
+    assert MfaPolicy.select().count() == 0
+
+
+@pytest.mark.parametrize("table, message", [
+    ('mode = "sometimes"', "'sometimes' is not one of off, all, selected, all_except"),
+    ('mode = "all"\n  accounts = ["ann"]', 'only mode "selected" or "all_except" lists accounts'),
+    ('mode = "selected"\n  accounts = "ann"', "expected an array of strings"),
+    ('mode = "off"\n  people = []', "people"),
+])
+def test_mfa_policy_bad_values_are_named(database, table, message):
+    text = ORG_ONLY + "\n  [organisations.mfa_policy]\n  " + table + "\n"
+    with pytest.raises(ConfigFileError) as caught:
+        parse(text, ENV)
+    assert message in str(caught.value)
