@@ -107,6 +107,24 @@ def _complete(account: Account, method: str, second_factor: str):
     _audit("sign_in.completed", account, method=method, second_factor=second_factor)
 
 
+def _reserve_attempt(account: Account, form, template: str, action: str):
+    """Count this code attempt (TOTP or recovery code) before checking it; a refusal
+    page when too many were tried or the account is locked, else None.
+
+    Wrong codes count towards the account lockout like wrong passwords (SECURITY.md 10):
+    the attempt is reserved before the code is checked, so a locked account's right code
+    is refused too, and a right code resets the count."""
+    refused = _throttled(account, form, template)
+    if refused:
+        return refused
+    try:
+        lockout.reserve(account, lockout.settings_for(account.organisation))
+    except lockout.Locked as exc:
+        _audit(action, account, "denied", reason="locked")
+        return _refuse(form, template, str(exc), 429)
+    return None
+
+
 def _refuse(form, template: str, message: str, status: int = 422):
     """The code form again with ``message`` under the field and the typed code cleared."""
     form.code.errors = [message]
@@ -127,17 +145,9 @@ def login_totp():
         return _no_store(render("account/login_totp.html", form=form))
     if not form.validate():
         return _no_store(render("account/login_totp.html", form=form, status=422))
-    refused = _throttled(account, form, "account/login_totp.html")
+    refused = _reserve_attempt(account, form, "account/login_totp.html", "two_factor.verify")
     if refused:
         return refused
-    # Wrong codes count towards the account lockout like wrong passwords (SECURITY.md 10):
-    # the attempt is reserved before the code is checked, so a locked account's right
-    # code is refused too, and a right code resets the count.
-    try:
-        lockout.reserve(account, lockout.settings_for(account.organisation))
-    except lockout.Locked as exc:
-        _audit("two_factor.verify", account, "denied", reason="locked")
-        return _refuse(form, "account/login_totp.html", str(exc), 429)
     if not totp.verify(account, form.code.data):
         _audit("two_factor.verify", account, "failure", reason="wrong or used code")
         return _refuse(form, "account/login_totp.html",
@@ -161,12 +171,13 @@ def login_totp_reset():
         return _no_store(render("account/login_reset.html", form=form))
     if not form.validate():
         return _no_store(render("account/login_reset.html", form=form, status=422))
-    refused = _throttled(account, form, "account/login_reset.html")
+    refused = _reserve_attempt(account, form, "account/login_reset.html", "two_factor.recovery_code_used")
     if refused:
         return refused
     if not recovery_codes.use(account, form.code.data):  # emails the owner when it works
         _audit("two_factor.recovery_code_used", account, "failure", reason="unknown or used recovery code")
         return _refuse(form, "account/login_reset.html", "That recovery code is not right, or was already used.")
+    lockout.succeeded(account)
     _audit("two_factor.recovery_code_used", account)
     totp.clear(account, must_enrol=True)
     _audit("two_factor.disabled", account, reason="reset with a recovery code at sign-in")

@@ -5,13 +5,14 @@ around the second factor while it is pending."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import time
 
 import pyotp
 import pytest
 
-from models import Account, AuditEvent, OutboxMessage, RecoveryCode, UserSession, db
+from models import Account, AuditEvent, OutboxMessage, RecoveryCode, UserSession, db, utcnow
 from services import ratelimit, totp
 from tests.support.factories import sign_in
 from tests.support.web import WebClient
@@ -280,3 +281,24 @@ def test_manager_approval_then_totp(app, client, demo, smtp_server, clock):  # n
     client.get("/login/totp")
     assert client.post("/login/totp", {"code": code_now(secret, clock)}).headers["Location"] == "/account"
     assert "Manager approval" in client.get("/account").get_data(as_text=True)
+
+
+def test_wrong_recovery_codes_count_towards_the_lockout(app, client, ann_with_totp, clock):
+    _, codes = ann_with_totp
+    password_first(client)
+    client.get("/login/totp/reset")
+    with app.app_context():
+        before = Account.get(Account.username == "ann").failed_attempts
+    assert client.post("/login/totp/reset", {"code": "aaaa-bbbb-cccc-dddd-eeee-ffff-gggg"}).status_code == 422
+    with app.app_context():
+        assert Account.get(Account.username == "ann").failed_attempts == before + 1
+        # A locked account's right recovery code is refused too, and nothing is reset.
+        Account.update(locked_until=utcnow() + dt.timedelta(minutes=10)).where(Account.username == "ann").execute()
+    response = client.post("/login/totp/reset", {"code": codes[0]})
+    assert response.status_code == 429 and "locked" in response.get_data(as_text=True)
+    with app.app_context():
+        assert Account.get(Account.username == "ann").totp_enabled_at is not None
+        Account.update(locked_until=None).where(Account.username == "ann").execute()
+    assert client.post("/login/totp/reset", {"code": codes[0]}).status_code == 303
+    with app.app_context():
+        assert Account.get(Account.username == "ann").failed_attempts == 0
