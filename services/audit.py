@@ -8,6 +8,7 @@ deleted row.
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import json
 from dataclasses import dataclass
@@ -19,6 +20,19 @@ OUTCOMES = ("success", "failure", "denied", "error")
 # Keys whose values must never reach the log, whatever a caller passes.
 SECRET_KEYS = ("password", "secret", "token", "code", "key", "cookie")
 _PG_LOCK_ID = 0x6A7465  # arbitrary constant: "the audit chain" advisory lock
+# Whom the current actor acts for (a technician for the owner, an elevated team user),
+# set by the web layer for one request so every event it records carries it.
+_acting_for: contextvars.ContextVar[str | None] = contextvars.ContextVar("audit_acting_for", default=None)
+
+
+def acting_for(value: str | None) -> contextvars.Token:
+    """Record ``value`` as ``acting_for`` of the events that follow (until ``reset``)."""
+    return _acting_for.set(value)
+
+
+def reset_acting_for(token: contextvars.Token) -> None:
+    """Undo :func:`acting_for`."""
+    _acting_for.reset(token)
 
 
 def _scrub(details: dict | None) -> dict:
@@ -80,7 +94,7 @@ def record(
             created_at=utcnow(),
             organisation=organisation,
             actor=actor[:320],
-            acting_for=acting_for,
+            acting_for=acting_for if acting_for is not None else _acting_for.get(),
             action=action,
             target=target[:320],
             ip=ip[:64],
@@ -131,3 +145,47 @@ def verify(batch: int = 5000) -> Verification:
             previous = event.row_hash
             checked += 1
             last_id = event.id
+
+
+@dataclass
+class PartialVerification:
+    """The result of checking part of the chain: where it stopped and what it found."""
+
+    ok: bool
+    checked: int
+    last_id: int
+    last_hash: str
+    complete: bool  # reached the newest row
+    broken_id: int | None = None
+    reason: str = ""
+
+
+def verify_from(after_id: int = 0, previous: str = GENESIS, *, deadline: float | None = None,
+                batch: int = 5000) -> PartialVerification:
+    """Check the rows after ``after_id``, the first of which must link to ``previous``.
+
+    Stops at the first broken row, at the newest row, or at the first batch boundary past
+    ``deadline`` (a ``time.monotonic()`` value), so a large log can be checked in steps."""
+    import time
+
+    checked = 0
+    last_id = after_id
+    while True:
+        rows = list(AuditEvent.select().where(AuditEvent.id > last_id).order_by(AuditEvent.id).limit(batch))
+        if not rows:
+            return PartialVerification(ok=True, checked=checked, last_id=last_id, last_hash=previous, complete=True)
+        for event in rows:
+            if event.prev_hash != previous:
+                return PartialVerification(
+                    ok=False, checked=checked, last_id=last_id, last_hash=previous, complete=False,
+                    broken_id=event.id,
+                    reason="the row before it was deleted or edited (its link to the previous row does not match)")
+            if compute_hash(event) != event.row_hash:
+                return PartialVerification(
+                    ok=False, checked=checked, last_id=last_id, last_hash=previous, complete=False,
+                    broken_id=event.id, reason="this row was edited (its content no longer matches its hash)")
+            previous = event.row_hash
+            checked += 1
+            last_id = event.id
+        if deadline is not None and time.monotonic() >= deadline:
+            return PartialVerification(ok=True, checked=checked, last_id=last_id, last_hash=previous, complete=False)

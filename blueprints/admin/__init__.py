@@ -6,10 +6,10 @@ may use it. Views act on the signed-in admin's organisation (and, for users and 
 team, the organisations below it); objects elsewhere answer 404, as if they did not exist.
 """
 
-from flask import Blueprint, current_app, redirect, request, url_for
+from flask import Blueprint, current_app, g, redirect, request, url_for
 from flask_login import current_user
 
-from services import access
+from services import access, audit
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -60,6 +60,7 @@ def _require_capability():
         return None  # no such page: the 404 handler answers
     capability = getattr(view, "capability", None)
     if capability is not None and current_user.can(capability):
+        g.audit_acting_for = audit.acting_for(acting_for())
         return None
     from ..errors import render_error
 
@@ -82,13 +83,20 @@ def _nav_current(endpoint: str) -> str | None:
     return max(matching)[1] if matching else None
 
 
+@bp.teardown_request
+def _forget_acting_for(_exc=None):
+    token = g.pop("audit_acting_for", None)
+    if token is not None:
+        audit.reset_acting_for(token)
+
+
 @bp.app_context_processor
 def _admin_navigation():
     if not (current_user and current_user.is_authenticated):
         return {"admin_nav": [], "admin_nav_current": None}
     return {"admin_nav": [(endpoint, label) for endpoint, label, capability in NAV
                           if endpoint in current_app.view_functions and current_user.can(capability)],
-            "admin_nav_current": _nav_current(request.endpoint or "")}
+            "admin_nav_current": _nav_current(request.endpoint or ""), "owner_acted_for": owner_acted_for}
 
 
 def organisation():
@@ -102,13 +110,24 @@ def actor() -> str:
 
 
 def acting_for() -> str | None:
-    """Recorded next to the actor: whom a technician or an elevated team user acts for."""
+    """Recorded next to the actor in the audit log: the owner a technician acts for, or
+    the role an elevated team user acts with."""
     account = current_user.account
     if current_user.session.acting_role and current_user.session.acting_role != account.role:
-        return f"{account.organisation.slug} (elevated to {current_user.session.acting_role})"
+        return f"elevated to {current_user.session.acting_role}"
     if account.role == "technician":
-        return f"{account.organisation.slug} (owner)"
+        owner = owner_acted_for()
+        return f"{owner.username} (owner of {account.organisation.slug})" if owner else f"owner of {account.organisation.slug}"
     return None
+
+
+def owner_acted_for():
+    """The owner account a technician acts for: the organisation's first active owner."""
+    from models import Account
+
+    return (Account.select().where((Account.organisation == current_user.account.organisation_id)
+                                   & (Account.role == "owner") & (Account.status == "active"))
+            .order_by(Account.id).first())
 
 
 from . import (  # noqa: E402,F401

@@ -162,3 +162,21 @@ def test_a_team_user_is_told_whom_to_ask(client, create_organisation, create_acc
         response = client.get(url)
         assert response.status_code == 403
         assert "Ask an owner of Acme (Olga Owner)" in response.get_data(as_text=True)
+
+
+def test_a_technician_acts_for_the_owner_under_their_own_name(app, client, create_organisation, create_account):
+    organisation = create_organisation("acme", "Acme")
+    create_account(organisation, "olga", role="owner", display_name="Olga Owner")
+    create_account(organisation, "tom", role="technician")
+    sign_in(client, "tom")
+    page = client.get("/admin/mail-servers").get_data(as_text=True)
+    assert "acting for the owner Olga Owner" in page
+    client.post("/admin/password-policy", {"strength": "basic", "expiry": "never", "history_count": "0",
+                                           "lockout_threshold": "10", "lockout_minutes": "15"})
+    with app.app_context():
+        event = AuditEvent.select().where(AuditEvent.action == "password_policy.updated").get()
+        assert (event.actor, event.acting_for) == ("tom", "olga (owner of acme)")
+        # Outside the admin console nothing is carried over.
+    client.post("/logout", {})
+    with app.app_context():
+        assert AuditEvent.select().where(AuditEvent.action == "sign_out").get().acting_for is None
