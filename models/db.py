@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import peewee
 from playhouse import db_url
-from playhouse.pool import PooledPostgresqlDatabase
+from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
 
 db = peewee.DatabaseProxy()
 
@@ -42,7 +42,10 @@ def open_database(url: str) -> peewee.Database:
             raise DatabaseURLError(
                 f"{url!r}: use sqlite:///path/to/file.db (an in-memory database loses data between requests)"
             )
-        return peewee.SqliteDatabase(path, pragmas=SQLITE_PRAGMAS, timeout=10)
+        # Pooled: closing the last connection of a WAL database checkpoints it (an fsync,
+        # ~15 ms), which a connection per request would pay on every request.
+        return PooledSqliteDatabase(path, pragmas=SQLITE_PRAGMAS, timeout=10, max_connections=32,
+                                    stale_timeout=300, check_same_thread=False)
     if scheme in ("postgres", "postgresql"):
         params = db_url.parse(url)
         params.setdefault("connect_timeout", 5)
