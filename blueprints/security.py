@@ -8,7 +8,7 @@ import re
 from flask import Flask, request
 
 # Paths that carry a secret: emailed links and support tokens.
-SECRET_PATH = re.compile(r"(/(?:l|a|token)/)[A-Za-z0-9_-]{8,}")
+SECRET_PATH = re.compile(r"(/(?:l|a|token|invitation|login/reset)/)[A-Za-z0-9_-]{8,}")
 
 
 def redact(text: str) -> str:

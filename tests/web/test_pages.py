@@ -203,7 +203,7 @@ def test_access_logs_never_show_link_tokens(app, caplog):
     server = LiveServer(app).start()
     try:
         with caplog.at_level(logging.INFO, logger="werkzeug"):
-            for path in (f"/l/{token}", f"/a/{token}"):
+            for path in (f"/l/{token}", f"/a/{token}", f"/invitation/{token}", f"/login/reset/{token}"):
                 try:
                     urllib.request.urlopen(f"{server.url}{path}", timeout=5)
                 except urllib.error.HTTPError:
@@ -211,5 +211,6 @@ def test_access_logs_never_show_link_tokens(app, caplog):
     finally:
         server.stop()
     logged = "\n".join(record.getMessage() for record in caplog.records)
-    assert "/l/[redacted]" in logged and "/a/[redacted]" in logged
+    for prefix in ("/l/", "/a/", "/invitation/", "/login/reset/"):
+        assert f"{prefix}[redacted]" in logged
     assert token not in logged
