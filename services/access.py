@@ -90,3 +90,20 @@ def manageable_account(organisation: Organisation, account_id) -> Account | None
     return (Account.select(Account, Organisation).join(Organisation)
             .where((Account.id == account_id) & (Account.organisation.in_(managed_organisation_ids(organisation))))
             .first())
+
+
+def owners_to_ask(account: Account, limit: int = 5) -> list[str]:
+    """The names of the active owners of ``account``'s organisation (who can change roles
+    and settings, and allow elevation)."""
+    rows = (Account.select(Account.username, Account.display_name)
+            .where((Account.organisation == account.organisation_id) & (Account.role == "owner")
+                   & (Account.status == "active"))
+            .order_by(Account.username).limit(limit))
+    return [row.display_name or row.username for row in rows]
+
+
+def whom_to_ask(account: Account) -> str:
+    """"an owner of Acme (Olga, Oscar)" — or a generic phrase when it has none."""
+    names = owners_to_ask(account)
+    organisation = account.organisation.name or account.organisation.slug
+    return f"an owner of {organisation} ({', '.join(names)})" if names else f"an owner of {organisation}"

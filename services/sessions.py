@@ -24,13 +24,18 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def start(account: Account, method: str, ip: str = "", user_agent: str = "") -> str:
-    """Create a session for ``account``; return the token for the cookie."""
+def start(account: Account, method: str, ip: str = "", user_agent: str = "", *, acting_role: str | None = None,
+          lifetime: dt.timedelta | None = None) -> str:
+    """Create a session for ``account``; return the token for the cookie.
+
+    ``acting_role`` makes it an elevated session acting with that role instead of the
+    account's own; ``lifetime`` replaces the absolute timeout (never longer than it)."""
     token = secrets.token_urlsafe(32)
     now = utcnow()
+    lifetime = min(lifetime, ABSOLUTE_TIMEOUT) if lifetime is not None else ABSOLUTE_TIMEOUT
     UserSession.create(
         token_hash=token_hash(token), account=account, method=method, ip=ip[:64], user_agent=user_agent[:512],
-        created_at=now, last_seen_at=now, expires_at=now + ABSOLUTE_TIMEOUT,
+        created_at=now, last_seen_at=now, expires_at=now + lifetime, acting_role=acting_role,
     )
     Account.update(last_sign_in_at=now).where(Account.id == account.id).execute()
     return token

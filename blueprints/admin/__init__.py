@@ -41,16 +41,6 @@ def requires(capability: str):
     return mark
 
 
-def _whom_to_ask() -> str:
-    from models import Account
-
-    org = current_user.account.organisation
-    owners = [a.display_name or a.username for a in Account.select().where(
-        (Account.organisation == org.id) & (Account.role == "owner") & (Account.status == "active"))
-        .order_by(Account.username).limit(5)]
-    return f"an owner of {org.name} ({', '.join(owners)})" if owners else "your organisation's owner"
-
-
 @bp.before_request
 def _require_capability():
     if not current_user.is_authenticated:
@@ -65,10 +55,10 @@ def _require_capability():
     from ..errors import render_error
 
     if not access.is_admin_role(current_user.role):
-        message = f"This page is for your organisation's administrators. Ask {_whom_to_ask()} if you need something changed."
+        message = f"This page is for your organisation's administrators. Ask {access.whom_to_ask(current_user.account)} if you need something changed."
     else:
         what = access.CAPABILITIES.get(capability, "open this page")
-        message = f"Your role does not let you {what}. Ask {_whom_to_ask()} to do it for you, or to give you access."
+        message = f"Your role does not let you {what}. Ask {access.whom_to_ask(current_user.account)} to do it for you, or to give you access."
     return render_error(403, message=message)
 
 

@@ -103,6 +103,12 @@ def start_session(account, method: str) -> None:
     token = sessions.start(account, method, ip=client_ip(), user_agent=request.user_agent.string)
     session.clear()
     g.pop("_login_user", None)
+    set_session_cookie(token)
+
+
+def set_session_cookie(token: str) -> None:
+    """Put the server-side session's token in this response's cookie (HttpOnly, Lax,
+    Secure outside development)."""
 
     @after_this_request
     def _set_cookie(response):
