@@ -215,6 +215,7 @@ def logout():
         audit.record(
             "sign_out", actor=current_user.account.username, target=current_user.account.username,
             organisation=current_user.account.organisation.slug, ip=client_ip(), user_agent=request.user_agent.string,
+            details={"elevated_to": current_user.session.acting_role} if current_user.session.acting_role else None,
         )
     sign_out()
     flash("You have signed out.", "success")

@@ -312,6 +312,8 @@ def test_sign_out_ends_the_elevation(app, client, tina):
     client.get(SETTINGS_PAGE)
     assert client.post("/logout", {}).status_code == 303
     assert with_cookie(app, elevated).get(SETTINGS_PAGE).status_code == 302
+    [event] = audit_rows(app, "sign_out")
+    assert event.details == {"elevated_to": "owner"}
     page = body(client.get("/login"))
     assert "You have signed out." in page and "owner session ended" not in page
     assert client.client.get_cookie("gatehouse_elevated") is None
