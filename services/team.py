@@ -1,5 +1,5 @@
 """Technicians and team users: the admins of an organisation and of those below it
-(DESIGN 1, 3.6; seeds 000 "Team Users" and 001 "Manage Technicians").
+(DESIGN.md §1 and §3.6).
 
 Who may do what to whom, in one place (:func:`refusal`), so the list shows only the
 actions that would work and every action refuses the others with a person-readable
@@ -22,9 +22,8 @@ permissions (``models.PERMISSIONS``) are given by admins who have them themselve
 
 Accounts are made two ways: **invite** (pending, an emailed link valid 7 days to choose a
 password, see services/invitations.py) or **create with a generated password**, shown to
-the admin once. As in the reference document (a team user's generated password "can only
-be viewed once" and is the login itself), such a password does not have to be changed at
-the first sign-in (``must_change_password`` stays False); the password policy's expiry
+the admin once. Such a password is shown only once and is the login itself, so it does
+not have to be changed at the first sign-in (``must_change_password`` stays False); the password policy's expiry
 still applies.
 
 Every change runs in one transaction with its audit event: refused or failed, nothing is
