@@ -30,9 +30,16 @@ class AuditEvent(BaseModel):
     row_hash = peewee.CharField(max_length=64)
 
     class Meta:
+        # Each filter of the audit page has an index ending in id, so "this value, newest
+        # first, before this id" is one ordered index range (keyset paging, no sort).
         indexes = (
             (("created_at",), False),
             (("action", "created_at"), False),
+            (("organisation", "id"), False),
+            (("actor", "id"), False),
+            (("target", "id"), False),
+            (("action", "id"), False),
+            (("outcome", "id"), False),
         )
 
 

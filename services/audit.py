@@ -187,5 +187,7 @@ def verify_from(after_id: int = 0, previous: str = GENESIS, *, deadline: float |
             previous = event.row_hash
             checked += 1
             last_id = event.id
+        if len(rows) < batch:  # that was the newest row
+            return PartialVerification(ok=True, checked=checked, last_id=last_id, last_hash=previous, complete=True)
         if deadline is not None and time.monotonic() >= deadline:
             return PartialVerification(ok=True, checked=checked, last_id=last_id, last_hash=previous, complete=False)

@@ -9,7 +9,8 @@ team, the organisations below it); objects elsewhere answer 404, as if they did 
 from flask import Blueprint, current_app, g, redirect, request, url_for
 from flask_login import current_user
 
-from services import access, audit
+from services import access
+from services import audit as audit_service
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -50,7 +51,7 @@ def _require_capability():
         return None  # no such page: the 404 handler answers
     capability = getattr(view, "capability", None)
     if capability is not None and current_user.can(capability):
-        g.audit_acting_for = audit.acting_for(acting_for())
+        g.audit_acting_for = audit_service.acting_for(acting_for())
         return None
     from ..errors import render_error
 
@@ -77,7 +78,7 @@ def _nav_current(endpoint: str) -> str | None:
 def _forget_acting_for(_exc=None):
     token = g.pop("audit_acting_for", None)
     if token is not None:
-        audit.reset_acting_for(token)
+        audit_service.reset_acting_for(token)
 
 
 @bp.app_context_processor
