@@ -20,6 +20,7 @@ EXPLANATIONS = {
     405: ("That action isn't possible here", "This address does not accept that kind of request. Use the buttons on the page instead of typing the address."),
     422: ("Some values need your attention", "The form could not be saved as it is. Correct the highlighted fields and try again."),
     429: ("Too many attempts", "You have tried this too often in a short time. Wait a few minutes, then try again."),
+    413: ("That is too large", "What was sent is larger than Gatehouse accepts. Send a smaller file or less text."),
     500: ("Something went wrong on our side", "The error has been logged. Try again in a moment; if it keeps happening, tell your administrator what you were doing."),
     503: ("Gatehouse is temporarily unavailable", "A service Gatehouse needs is not answering. Try again in a moment."),
 }

@@ -48,3 +48,11 @@ class Account(BaseModel):
 
     class Meta:
         indexes = ((("organisation", "username"), True),)
+
+
+# The users page searches by case-insensitive prefix (services/users.py): one ordered
+# index range per searched column and organisation, the same on SQLite and PostgreSQL.
+for _column, _name in ((Account.username, "account_search_username"), (Account.email, "account_search_email"),
+                       (Account.display_name, "account_search_display_name")):
+    Account.add_index(Account.index(Account.organisation, peewee.fn.LOWER(_column), name=_name))
+del _column, _name

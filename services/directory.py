@@ -955,3 +955,77 @@ def lookup(directory: Directory, identifier: str) -> LookupReport:
         report.error = "not a valid username or email (empty, too long or with control characters)"
     report.milliseconds = (time.perf_counter() - started) * 1000
     return report
+
+
+# --------------------------------------------------------------------------
+# Searching people (the admin users page)
+# --------------------------------------------------------------------------
+
+# Entries a search reads at most per directory, whatever the page size.
+SEARCH_LIMIT = 200
+
+
+def search_users(directory: Directory, query: str, limit: int = 50, page_size: int = 50) -> list[DirectoryUser]:
+    """People under ``base_dn`` whose login attributes, mail, cn or displayName start with
+    ``query`` (case-insensitively, as the server compares), at most ``limit`` of them.
+
+    The value is escaped (RFC 4515) before the ``*`` is appended, so ``*`` or ``)(`` in
+    the query are literal. Results come through the simple paged results control
+    (RFC 2696) in pages of ``page_size``; when enough entries are read the server is told
+    to abandon the rest (a page size of 0 with the cookie). ``username`` is the entry's
+    first login attribute that is not the mail attribute (else the mail). Raises
+    DirectoryError when the directory cannot answer; hostile input returns [].
+    """
+    value = valid_identifier(query)
+    if value is None or limit <= 0:
+        return []
+    limit = min(limit, SEARCH_LIMIT)
+    logins = _login_attributes(directory)
+    mail_attribute = directory.mail_attribute if valid_attribute_name(directory.mail_attribute) else "mail"
+    searched: list[str] = []
+    for name in [*logins, mail_attribute, *_NAME_ATTRIBUTES]:
+        if name.lower() not in {n.lower() for n in searched}:
+            searched.append(name)
+    prefix = escape_filter_chars(value) + "*"
+    search_filter = ("(&(|(objectClass=person)(objectClass=user))(|"
+                     + "".join(f"({name}={prefix})" for name in searched) + "))")
+    wanted = [*searched, *_ID_ATTRIBUTES]
+    if valid_attribute_name(directory.manager_attribute):
+        wanted.append(directory.manager_attribute)
+    username_attributes = [n for n in logins if n.lower() != mail_attribute.lower()] or logins
+
+    def run(conn):
+        users: list[DirectoryUser] = []
+        cookie = None
+        size = max(1, min(page_size, limit))
+        for _page in range(_MAX_PAGES):
+            result, entries = _search(conn, directory.base_dn, search_filter, attributes=wanted,
+                                      paged_size=size, paged_cookie=cookie)
+            description = result.get("description")
+            if description not in ("success", "sizeLimitExceeded"):
+                if description == "noSuchObject":
+                    raise DirectoryError(f"the base DN {directory.base_dn!r} does not exist on {conn.server.name}")
+                raise DirectoryError(f"user search failed: {description} {result.get('message', '')}".strip())
+            for entry in entries:
+                raw = entry.get("raw_attributes") or {}
+                attributes = {name: _text_values(values) for name, values in raw.items() if values}
+                username = _first(attributes, *username_attributes) or _first(attributes, *logins)
+                if not username:
+                    continue  # an entry nobody could sign in as
+                users.append(DirectoryUser(
+                    directory_id=directory.id, source="ldap", dn=entry.get("dn"), username=username,
+                    unique_id=_unique_id(raw), display_name=_first(attributes, "displayName", "cn") or username,
+                    mail=_first(attributes, mail_attribute),
+                    manager_dn=_first(attributes, directory.manager_attribute), department=None,
+                    attributes=attributes))
+            cookie = ((result.get("controls") or {}).get(_PAGED_OID) or {}).get("value", {}).get("cookie")
+            if not cookie or description == "sizeLimitExceeded":
+                break
+            if len(users) >= limit:
+                # Tell the server we are done so it can drop the search's state.
+                _search(conn, directory.base_dn, search_filter, attributes=["1.1"], paged_size=0, paged_cookie=cookie)
+                break
+        users.sort(key=lambda u: (u.username.casefold(), u.dn or ""))
+        return users[:limit]
+
+    return _with_connection(directory, run)

@@ -1,0 +1,158 @@
+"""services.users without a web app: prefix search order and keyset paging (one and
+several organisations), the CSV import checks and its all-or-nothing write, export."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+
+from models import Account, AuditEvent, Organisation
+from services import users
+
+
+@pytest.fixture
+def acme(database):
+    return Organisation.create(slug="acme", name="Acme")
+
+
+def add(organisation, username, email=None, display_name="", **fields):
+    return Account.create(organisation=organisation, username=username, email=email or f"{username}@x.test",
+                          display_name=display_name or username, **fields)
+
+
+def every_page(organisation, filters, limit):
+    """All rows, following the cursors page by page."""
+    seen, after = [], None
+    while True:
+        page = users.search(organisation, filters, after=after, limit=limit, include_directories=False)
+        seen += [a.username for a in page.accounts]
+        if page.next_after is None:
+            return seen
+        after = page.next_after
+
+
+def test_username_matches_come_first_then_email_then_name(acme):
+    add(acme, "zed", email="sam.z@x.test")            # email match
+    add(acme, "sammy")                                 # username match
+    add(acme, "yan", email="y@x.test", display_name="Sam Yan")   # display name match
+    add(acme, "sam", email="sam@x.test", display_name="Sam")     # matches all three: listed once, as a username
+    add(acme, "other", display_name="Other Person")
+    page = users.search(acme, users.Filters(query="SAM"), include_directories=False)
+    assert [a.username for a in page.accounts] == ["sam", "sammy", "zed", "yan"]
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3, 50])
+def test_paging_returns_every_match_once_across_columns_and_organisations(acme, limit):
+    child = Organisation.create(slug="kid", name="Kid", parent=acme)
+    grandchild = Organisation.create(slug="gkid", name="Gkid", parent=child)
+    for index, org in enumerate([acme, child, grandchild] * 3):
+        add(org, f"al{index}")
+        add(org, f"x{index}", email=f"al.x{index}@x.test")
+        add(org, f"y{index}", display_name=f"Al Y{index}")
+        add(org, f"b{index}")
+    everyone = every_page(acme, users.Filters(query="al"), limit)
+    assert len(everyone) == len(set(everyone)) == 27
+    assert everyone[:9] == sorted(f"al{i}" for i in range(9))
+    assert every_page(child, users.Filters(query="al"), limit) == [n for n in everyone if int(n[-1]) % 3 != 0]
+    assert len(every_page(acme, users.Filters(), limit)) == 36
+
+
+def test_filters_and_literal_wildcards(acme):
+    add(acme, "a_b")
+    add(acme, "axb", status="inactive")
+    add(acme, "apc", role="team")
+    assert [a.username for a in users.search(acme, users.Filters(query="a_"), include_directories=False).accounts] == ["a_b"]
+    assert [a.username for a in users.search(acme, users.Filters(query="a", status="inactive")).accounts] == ["axb"]
+    assert [a.username for a in users.search(acme, users.Filters(query="a", role="team")).accounts] == ["apc"]
+
+
+def test_filters_from_request_arguments_are_tolerant():
+    filters = users.Filters.from_args({"q": "  ann\x00  smith ", "source": "ldap", "role": "god", "status": "active"})
+    assert (filters.query, filters.source, filters.role, filters.status) == ("ann smith", "all", "", "active")
+    assert users.decode_after("7:2:x") is None and users.decode_after("0:5:ann") == (0, "ann", 5)
+    assert users.decode_after("0:5:a\x00") is None
+
+
+# -- import ----------------------------------------------------------------------
+
+
+def test_preview_checks_header_rows_and_duplicates(acme):
+    add(acme, "taken", email="used@x.test")
+    preview = users.preview_import(acme, "Username,E-mail\nann,a@x.test\n", actor_role="owner")
+    assert preview.error and "Wrong header" in preview.error
+    text = ("email,username,role\n"
+            "a@x.test,ann,user\n"
+            "A@X.TEST,bob,user\n"
+            "used@x.test,cy,user\n"
+            "d@x.test,taken,user\n"
+            "e@x.test,ann,user\n"
+            "f@x.test,fay,owner\n"
+            "g@x.test,gus,admin\n")
+    preview = users.preview_import(acme, text, actor_role="technician")
+    errors = {row.values["username"]: row.errors for row in preview.rows if row.errors}
+    assert not preview.ok and preview.rows[0].errors == []
+    assert "also on line 2" in errors["bob"][0]
+    assert "already belongs" in errors["cy"][0]
+    assert "already taken" in errors["taken"][0]
+    assert "also on line 2" in errors["ann"][0]
+    assert "does not let you give the role owner" in errors["fay"][0]
+    assert "is not one of" in errors["gus"][0]
+
+
+def test_preview_of_a_good_file_and_the_import_creates_everyone(acme):
+    text = "username,email,display_name,sponsor_email\nann,a@x.test,Ann,boss@x.test\nbob,b@x.test,,\n"
+    preview = users.preview_import(acme, text, actor_role="team")
+    assert preview.ok and [r.values["username"] for r in preview.rows] == ["ann", "bob"]
+    assert Account.select().count() == 0
+    created = users.import_users(acme, text, actor_role="team", actor="tess")
+    assert [a.username for a in created] == ["ann", "bob"]
+    assert Account.get(Account.username == "ann").sponsor_email == "boss@x.test"
+    event = AuditEvent.get(AuditEvent.action == "users.imported")
+    assert event.actor == "tess" and event.details["count"] == 2
+
+
+def test_import_writes_nothing_when_one_row_is_bad(acme):
+    text = "username,email\nann,a@x.test\nbob,not-an-address\n"
+    with pytest.raises(users.UserError, match="nothing was imported"):
+        users.import_users(acme, text, actor_role="owner", actor="olga")
+    assert Account.select().count() == 0
+    assert AuditEvent.select().where(AuditEvent.action == "users.imported").count() == 0
+
+
+def test_import_limits(acme):
+    with pytest.raises(users.UserError, match="at most 512 KB"):
+        users.decode_csv(b"x" * (users.MAX_CSV_BYTES + 1))
+    rows = "".join(f"u{n},u{n}@x.test\n" for n in range(users.MAX_CSV_ROWS + 1))
+    preview = users.preview_import(acme, "username,email\n" + rows, actor_role="owner")
+    assert preview.error and "more than 5,000 users" in preview.error
+
+
+# -- create, edit, export ------------------------------------------------------------
+
+
+def test_create_and_update_check_every_field(acme):
+    with pytest.raises(users.UserError) as refused:
+        users.create_user(acme, {"username": "a b", "email": "x", "sponsor_email": "y", "role": "owner"},
+                          actor_role="team", actor="tess")
+    assert set(refused.value.errors) == {"username", "email", "sponsor_email", "role"}
+    ann = users.create_user(acme, {"username": "ann", "email": "ann@x.test", "role": "user"}, actor_role="team",
+                            actor="tess")
+    assert ann.display_name == "ann" and ann.password_hash is None
+    with pytest.raises(users.UserError) as control:
+        users.update_user(ann, {"email": "ann@x.test\x00", "display_name": ""}, actor_role="owner", actor="olga")
+    assert "control characters" in control.value.errors["email"][0]
+    users.update_user(ann, {"email": "ann@y.test", "display_name": "Ann"}, actor_role="owner", actor="olga")
+    assert Account.get_by_id(ann.id).email == "ann@y.test"
+
+
+def test_export_lists_every_page_and_defuses_formulas(acme):
+    for n in range(620):
+        add(acme, f"u{n:04d}")
+    add(acme, "=cmd", email="evil@x.test", display_name="@SUM(A1)")
+    text = users.export_csv(acme, users.Filters(), actor="olga")
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert len(rows) == 621
+    evil = next(r for r in rows if r["email"] == "evil@x.test")
+    assert evil["username"] == "'=cmd" and evil["display_name"] == "'@SUM(A1)"
