@@ -6,7 +6,7 @@ import re
 
 import peewee
 
-from models import ROLES, Account, Organisation, SignInRequest, db, utcnow
+from models import ROLES, Account, AccountToken, Organisation, SignInRequest, db, utcnow
 
 from . import audit, passwords, sessions
 
@@ -68,11 +68,14 @@ def _actor_fields(actor: str, acting_for: str | None, ip: str, user_agent: str) 
 
 def deactivate(account: Account, *, actor: str, acting_for: str | None = None, ip: str = "", user_agent: str = "",
                by: Account | None = None) -> None:
-    """Make ``account`` inactive: its sessions end and its pending sign-in requests are
-    cancelled at once (API keys and support tokens follow when they exist). ``by`` (the
+    """Make ``account`` inactive: its sessions end, its pending sign-in requests are
+    cancelled and its emailed links stop working at once (API keys and support tokens
+    follow when they exist). ``by`` (the
     acting admin) cannot deactivate themselves, and the last active owner stays."""
     if by is not None and by.id == account.id:
         raise AccountError("you cannot deactivate your own account: ask another admin")
+    if account.status == "inactive":
+        raise AccountError(f"{account.username} is already inactive")
     with db.atomic():
         _refuse_losing_last_owner(account, "deactivate")
         now = utcnow()
@@ -80,6 +83,9 @@ def deactivate(account: Account, *, actor: str, acting_for: str | None = None, i
         ended = sessions.end_all(account)
         cancelled = SignInRequest.update(status="cancelled", decided_at=now).where(
             (SignInRequest.account == account.id) & (SignInRequest.status == "pending")).execute()
+        # Links already emailed (invitation, password reset) stop working too.
+        AccountToken.update(used_at=now).where((AccountToken.account == account.id)
+                                               & AccountToken.used_at.is_null()).execute()
         audit.record("account.deactivated", organisation=account.organisation.slug, target=account.username,
                      details={"sessions_ended": ended, "requests_cancelled": cancelled},
                      **_actor_fields(actor, acting_for, ip, user_agent))
@@ -151,3 +157,24 @@ def send_password_reset(account: Account, *, actor: str, acting_for: str | None 
     password_reset.send_link(account, ip=ip, requested_by=actor)
     audit.record("password.reset_sent_by_admin", organisation=account.organisation.slug, target=account.username,
                  **_actor_fields(actor, acting_for, ip, user_agent))
+
+
+def notify_contact_change(account: Account, old_email: str | None, changed: list[str], *, actor: str) -> None:
+    """Tell the account's previous address that an admin changed its email or sponsor
+    address (both decide where reset links and approval requests go), so a change the
+    owner did not expect does not go unnoticed."""
+    from . import mailer
+
+    fields = [name for name in ("email", "sponsor_email") if name in changed]
+    if not fields or not old_email or "@" not in old_email:
+        return
+    what = " and ".join({"email": "email address", "sponsor_email": "sponsor (approver) address"}[f] for f in fields)
+    organisation = account.organisation
+    mailer.queue(
+        old_email, f"The {what} of your {organisation.name} account was changed",
+        f"Hello {account.display_name or account.username},\n\n"
+        f"An administrator ({actor}) changed the {what} of your {organisation.name} account "
+        f"({account.username}). Sign-in links, password reset links and approval requests now go to the new "
+        f"address.\n\nIf you did not expect this, contact your administrator now.\n",
+        organisation=organisation,
+    )

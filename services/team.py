@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 
 import peewee
 
-from models import PERMISSIONS, Account, AccountToken, Organisation, PasswordPolicy, db, is_postgres, utcnow
+from models import PERMISSIONS, Account, Organisation, PasswordPolicy, db, is_postgres, utcnow
 
 from . import access, accounts, audit, invitations, password_policy
 
@@ -81,6 +81,12 @@ class Actor:
     acting_for: str | None = None
     ip: str = ""
     user_agent: str = ""
+    grant_role: str | None = None  # what bounds the roles and rights they give: the account's own role
+
+    @property
+    def granting(self) -> str:
+        """The role whose rights this actor may give (never raised by elevation)."""
+        return self.grant_role or self.role
 
     @property
     def organisation(self) -> Organisation:
@@ -135,7 +141,7 @@ def grantable_roles(actor_role: str) -> list[str]:
 
 def grantable_permissions(actor: Actor) -> list[str]:
     """The extra permissions ``actor`` may give a team user: those they have themselves."""
-    return [name for name in PERMISSIONS if access.can(actor.role, name, actor.account.permissions or ())]
+    return [name for name in PERMISSIONS if access.can(actor.granting, name, actor.account.permissions or ())]
 
 
 def _other_active_owners(account: Account) -> int:
@@ -153,7 +159,7 @@ def refusal(action: str, account: Account, actor: Actor) -> str | None:
         return "that is not something the team page does"
     if not access.manages(actor.organisation, account.organisation_id):
         return "that account is not in an organisation you manage"
-    if access.rank(account.role) > access.rank(actor.role):
+    if access.rank(account.role) > access.rank(actor.granting):
         role = ROLE_LABELS[account.role].lower()
         article = "an" if role[0] in "aeiou" else "a"
         return f"only {article} {role} can change {article} {role}'s account"
@@ -259,7 +265,7 @@ def _check_grant(actor: Actor, role: str, may_elevate: bool | None, permissions:
         permissions = list(current.permissions or ()) if current is not None else []
     if role not in TEAM_ROLES:
         raise TeamError("Choose owner, technician or team user.", "role")
-    if not access.can_grant(actor.role, role) and not (current is not None and current.role == role):
+    if not access.can_grant(actor.granting, role) and not (current is not None and current.role == role):
         raise TeamError(f"You cannot give the {ROLE_LABELS[role].lower()} role: nobody gives a role above their own.", "role")
     unknown = [name for name in permissions if name not in PERMISSIONS]
     if unknown:
@@ -267,9 +273,12 @@ def _check_grant(actor: Actor, role: str, may_elevate: bool | None, permissions:
     if role != "team":
         return False, []  # elevation and extra permissions are for team users only
     before_elevate = bool(current.may_elevate) if current is not None else False
-    if bool(may_elevate) != before_elevate and actor.role != "owner":
-        raise TeamError("Only an owner can allow a team user to elevate to owner.", "may_elevate")
     before = set(current.permissions or ()) if current is not None else set()
+    if current is not None and current.id == actor.account.id and (
+            bool(may_elevate) != before_elevate or before != set(permissions)):
+        raise TeamError("You cannot change your own rights: ask an owner.", "permissions")
+    if bool(may_elevate) != before_elevate and actor.granting != "owner":
+        raise TeamError("Only an owner can allow a team user to elevate to owner.", "may_elevate")
     changed = before.symmetric_difference(permissions)
     allowed = set(grantable_permissions(actor))
     if changed - allowed:
@@ -371,6 +380,7 @@ def update(actor: Actor, account: Account, *, display_name: str, email: str | No
         if not changes:
             return account
         before = {key: getattr(account, key) for key in changes}
+        accounts.notify_contact_change(account, account.email, list(changes), actor=actor.name)
         Account.update(updated_at=utcnow(), **changes).where(Account.id == account.id).execute()
         if "role" in changes or "may_elevate" in changes:
             # A changed role must not live on in sessions that were granted the old one.
@@ -408,10 +418,7 @@ def reset_two_factor(actor: Actor, account: Account) -> None:
 
 
 def _deactivate(actor: Actor, account: Account) -> None:
-    accounts.deactivate(account, by=actor.account, **actor.audit_fields())
-    # Links already emailed (invitation, password reset) stop working too.
-    AccountToken.update(used_at=utcnow()).where((AccountToken.account == account.id)
-                                                & AccountToken.used_at.is_null()).execute()
+    accounts.deactivate(account, by=actor.account, **actor.audit_fields())  # emailed links stop working too
 
 
 def deactivate(actor: Actor, account: Account) -> None:

@@ -37,7 +37,7 @@ from peewee import fn
 
 from models import ROLES, STATUSES, Account, AuditEvent, Directory, Organisation, db, utcnow
 
-from . import access, audit
+from . import access, accounts, audit
 from . import directory as directory_service
 from .accounts import EMAIL, USERNAME, AccountError
 
@@ -427,6 +427,7 @@ def update_user(account: Account, values: dict, *, actor_role: str | None, actor
                "display_name": _clean(values, "display_name", 200) or account.username}
         changed = sorted(name for name, value in new.items() if getattr(account, name) != value)
         if changed:
+            accounts.notify_contact_change(account, account.email, changed, actor=actor)
             Account.update(updated_at=utcnow(), **new).where(Account.id == account.id).execute()
             for name, value in new.items():
                 setattr(account, name, value)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from flask import Response, flash, request, stream_with_context, url_for
 
+from services import audit as audit_service
 from services import audit_log
 
 from ..auth.cookies import client_ip
@@ -22,6 +23,7 @@ from . import acting_for, actor, bp, organisation, requires
 from .forms import EmptyForm
 
 TEMPLATE = "admin/audit/list.html"
+FILTER_FIELDS = ("actor", "action", "target", "outcome", "organisation", "from", "to")
 
 
 def _filters():
@@ -52,7 +54,11 @@ def audit_export():
     slugs, filters, errors = _filters()
     if errors:
         flash("The export was not made: " + " ".join(errors.values()), "error")
-        return redirect_to(url_for("admin.audit_list", **request.args))
+        typed = {name: request.args.get(name, "")[:200] for name in FILTER_FIELDS if request.args.get(name)}
+        return redirect_to(url_for("admin.audit_list", **typed))
+    audit_service.record("audit.exported", organisation=organisation().slug, target="audit log",
+                         details={"filters": filters.query_args()}, actor=actor(), acting_for=acting_for(),
+                         ip=client_ip(), user_agent=request.user_agent.string)
     lines = audit_log.csv_lines(slugs, filters)
     response = Response(stream_with_context(lines), mimetype="text/csv")
     response.headers["Content-Disposition"] = f'attachment; filename="{audit_log.csv_filename()}"'

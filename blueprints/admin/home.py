@@ -50,7 +50,7 @@ def home():
 
 
 @bp.get("/health")
-@requires("dashboard")
+@requires("settings")  # server addresses and errors are the organisation's settings
 def dashboard_health():
     """Whether the organisation's directories and mail servers answer (short timeouts)."""
     report = dashboard.connection_health(organisation())

@@ -82,7 +82,7 @@ class EditForm(FlaskForm):
 
 def _actor() -> team.Actor:
     return team.Actor(account=current_user.account, role=current_user.role, name=actor(), acting_for=acting_for(),
-                      ip=client_ip(), user_agent=request.user_agent.string)
+                      ip=client_ip(), user_agent=request.user_agent.string, grant_role=current_user.grant_role)
 
 
 def _member(account_id: int):
@@ -135,10 +135,10 @@ def team_create():
     form = MemberForm()
     orgs = team.managed_organisations(organisation())
     form.organisation.choices = [(org.id, f"{org.name} ({org.slug})") for org in orgs]
-    form.role.choices = _role_choices(team.grantable_roles(who.role))
+    form.role.choices = _role_choices(team.grantable_roles(who.granting))
     form.permissions.choices = _permission_choices(who)
     template = "admin/team/new.html"
-    context = {"can_elevate": who.role == "owner", "several_organisations": len(orgs) > 1}
+    context = {"can_elevate": who.granting == "owner", "several_organisations": len(orgs) > 1}
     if not form.is_submitted():
         form.organisation.data = organisation().id
         return render(template, form=form, **context)
@@ -185,12 +185,12 @@ def team_edit(account_id: int):
         flash(refused[0].upper() + refused[1:] + ".", "error")
         return redirect_to(url_for("admin.team_list"))
     form = EditForm(obj=account)
-    roles = team.grantable_roles(who.role)
+    roles = team.grantable_roles(who.granting)
     if account.role not in roles:
         roles = [account.role, *roles]
     form.role.choices = _role_choices([r for r in team.TEAM_ROLES if r in roles])
     form.permissions.choices = _permission_choices(who)
-    can_elevate = who.role == "owner"
+    can_elevate = who.granting == "owner"
     template = "admin/team/edit.html"
     context = {"account": account, "can_elevate": can_elevate, "is_self": account.id == who.account.id,
                "actions": team.available(account, who), "roles": team.ROLE_LABELS, "words": ACTION_WORDS}

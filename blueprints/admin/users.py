@@ -126,7 +126,7 @@ def _form_errors(form: FlaskForm, errors: dict[str, list[str]]) -> None:
 def user_create():
     """Create a local user (no password: they sign in by email link or get a reset link)."""
     form = UserForm()
-    roles = users.grantable_roles(current_user.role)
+    roles = users.grantable_roles(current_user.grant_role)
     form.role.choices = [(role, ROLE_LABELS[role]) for role in roles]
     managed = _managed_organisations()
     form.organisation.choices = [(str(o.id), o.name) for o in managed]
@@ -138,7 +138,7 @@ def user_create():
             form.organisation.errors = ["Choose one of the organisations you manage."]
         elif form.validate():
             try:
-                account = users.create_user(target, form.data, actor_role=current_user.role, **_audit_fields())
+                account = users.create_user(target, form.data, actor_role=current_user.grant_role, **_audit_fields())
             except users.UserError as exc:
                 _form_errors(form, exc.errors)
             else:
@@ -195,10 +195,10 @@ def user_import():
     try:
         text = _file_text(form)
         if confirming:
-            created = users.import_users(organisation(), text, actor_role=current_user.role, **_audit_fields())
+            created = users.import_users(organisation(), text, actor_role=current_user.grant_role, **_audit_fields())
             flash(f"Imported {len(created)} user{'s' if len(created) != 1 else ''}.", "success")
             return redirect_to(url_for("admin.user_list"))
-        preview = users.preview_import(organisation(), text, actor_role=current_user.role)
+        preview = users.preview_import(organisation(), text, actor_role=current_user.grant_role)
     except users.UserError as exc:
         context["error"] = str(exc)
         return render("admin/users/import.html", form=ImportForm(formdata=None), status=422, **context)
@@ -215,14 +215,14 @@ def user_edit(account_id: int):
     if account.source != "local":
         flash(f"{account.username} comes from a directory: change their details there.", "error")
         return redirect_to(url_for("admin.user_detail", account_id=account.id))
-    if not users.may_manage(current_user.role, account):
+    if not users.may_manage(current_user.grant_role, account):
         abort(403, f"Your role does not let you change the {ROLE_LABELS[account.role].lower()} {account.username}.")
     form = UserForm(obj=account)
     del form.username, form.role, form.organisation
     if form.is_submitted():
         if form.validate():
             try:
-                users.update_user(account, form.data, actor_role=current_user.role, **_audit_fields())
+                users.update_user(account, form.data, actor_role=current_user.grant_role, **_audit_fields())
             except users.UserError as exc:
                 _form_errors(form, exc.errors)
                 if not exc.errors:
@@ -263,7 +263,7 @@ def user_detail(account_id: int):
     return render("admin/users/detail.html", account=account, person=person, directory=directory,
                   directory_error=directory_error, manager=manager, resolution=resolution,
                   recovery_left=recovery_codes.remaining(account), events=users.recent_events(account, account.organisation.slug),
-                  may_manage=users.may_manage(current_user.role, account), is_self=account.id == current_user.account.id,
+                  may_manage=users.may_manage(current_user.grant_role, account), is_self=account.id == current_user.account.id,
                   role_labels=ROLE_LABELS, status_labels=STATUS_LABELS, secret_attributes=directories.SECRET_ATTRIBUTES)
 
 
@@ -341,7 +341,7 @@ def _perform(name: str, account: Account) -> None:
 
 def _action(name: str, account_id: int):
     account = _account(account_id)
-    if not users.may_manage(current_user.role, account):
+    if not users.may_manage(current_user.grant_role, account):
         abort(403, f"Your role does not let you act on the {ROLE_LABELS[account.role].lower()} {account.username}.")
     spec = ACTIONS[name]
     label = account.display_name or account.username
@@ -399,7 +399,7 @@ def user_reactivate(account_id: int):
 def user_delete(account_id: int):
     """GET asks for confirmation; POST deletes the account and what belongs to it."""
     account = _account(account_id)
-    if not users.may_manage(current_user.role, account):
+    if not users.may_manage(current_user.grant_role, account):
         abort(403, f"Your role does not let you delete the {ROLE_LABELS[account.role].lower()} {account.username}.")
     form = EmptyForm()
     if request.method == "POST" and form.validate():

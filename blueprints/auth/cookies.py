@@ -34,6 +34,13 @@ class SignedInUser:
         return self.session.acting_role or self.account.role
 
     @property
+    def grant_role(self) -> str:
+        """The role that bounds what this person may give others (roles, permissions,
+        elevation): always the account's own. Elevation opens the owner's pages for a
+        while; it never lets someone make that power permanent."""
+        return self.account.role
+
+    @property
     def is_admin(self) -> bool:
         """Owners and technicians (and elevated sessions) manage the organisation's settings."""
         return self.role in ("owner", "technician")

@@ -120,3 +120,33 @@ def test_admin_password_reset_is_refused_for_directory_and_inactive_users(app, p
         accounts.deactivate(ann, actor="olga")
         with pytest.raises(AccountError, match="not active"):
             accounts.send_password_reset(fresh(ann), actor="olga")
+
+
+def test_deactivation_revokes_emailed_links_and_is_not_repeated(app, people):
+    from models import AccountToken
+    from services import password_reset
+
+    ann = people["ann"]
+    with app.app_context():
+        token = password_reset.issue(ann)
+        assert password_reset.find(token) is not None
+        accounts.deactivate(ann, actor="olga")
+        accounts.reactivate(fresh(ann), actor="olga")
+        assert password_reset.find(token) is None  # the old link stays dead after reactivation
+        assert AccountToken.select().where(AccountToken.used_at.is_null()).count() == 0
+        accounts.deactivate(fresh(ann), actor="olga")
+        with pytest.raises(AccountError, match="already inactive"):
+            accounts.deactivate(fresh(ann), actor="olga")
+
+
+def test_an_admin_changing_an_email_tells_the_old_address(app, people, smtp_server):
+    from services import users
+
+    ann = people["ann"]
+    with app.app_context():
+        users.update_user(fresh(ann), {"email": "new-ann@acme.test", "sponsor_email": "", "display_name": "Ann"},
+                          actor_role="owner", actor="olga")
+        mailer.deliver_due()
+    message = smtp_server.wait_for(1)[0]
+    assert message["To"] == "ann@acme.test"
+    assert "changed the email address" in message.get_body(("plain",)).get_content()

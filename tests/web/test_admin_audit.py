@@ -261,3 +261,14 @@ def test_team_users_may_not_read_the_audit_log(client, orgs, create_account):
     sign_in_to(client, "tom", "acme")
     assert client.get("/admin/audit").status_code == 403
     assert client.get("/admin/audit/export.csv").status_code == 403
+
+
+def test_an_export_is_itself_audited_and_odd_arguments_are_harmless(app, admin_client, orgs):
+    response = admin_client.get("/admin/audit/export.csv?outcome=failure")
+    response.get_data()
+    response.close()
+    with app.app_context():
+        event = AuditEvent.select().where(AuditEvent.action == "audit.exported").get()
+        assert event.actor == "olga" and event.details == {"filters": {"outcome": "failure"}}
+    odd = admin_client.get("/admin/audit/export.csv?from=x&endpoint=a&_external=1&_scheme=http")
+    assert odd.status_code == 303 and odd.headers["Location"] == "/admin/audit?from=x"

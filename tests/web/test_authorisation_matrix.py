@@ -40,7 +40,7 @@ ROLES = ("owner", "technician", "team", "team+password_policy", "elevated", "use
 # that names it when it is not part of the path[, other query parameters]])
 ROUTES = {
     "admin.home": ("dashboard", None),
-    "admin.dashboard_health": ("dashboard", None),
+    "admin.dashboard_health": ("settings", None),
     "admin.audit_list": ("audit", None),
     "admin.audit_export": ("audit", None),
     "admin.audit_verify": ("audit", None),
@@ -223,6 +223,10 @@ def test_each_role_gets_what_the_matrix_says(app, world, endpoint):
     ("technician", "/admin/team/new", {"username": "boss", "email": "boss@acme.test", "role": "owner",
                                        "mode": "invite"}),
     ("team", "/admin/users/new", {"username": "boss", "email": "boss@acme.test", "role": "technician"}),
+    # Elevation opens the owner's pages for 15 minutes; it never makes that power permanent.
+    ("elevated", "/admin/users/new", {"username": "boss", "email": "boss@acme.test", "role": "owner"}),
+    ("elevated", "/admin/team/new", {"username": "boss", "email": "boss@acme.test", "role": "owner",
+                                     "mode": "create"}),
 ])
 def test_nobody_grants_a_role_above_their_own(app, world, role, url, fields):
     client = client_for(app, world["actors"][role], role)
@@ -231,3 +235,14 @@ def test_nobody_grants_a_role_above_their_own(app, world, role, url, fields):
     assert response.status_code in (403, 422)
     with app.app_context():
         assert Account.get_or_none(Account.username == "boss") is None
+
+
+def test_an_elevated_team_user_cannot_give_themselves_rights(app, world):
+    me = world["actors"]["elevated"]
+    client = client_for(app, me, "elevated")
+    client.get(f"/admin/team/{me.id}/edit")
+    response = client.post(f"/admin/team/{me.id}/edit", {"display_name": "me", "email": me.email, "role": "team",
+                                                          "may_elevate": "y", "permissions": "password_policy"})
+    assert response.status_code in (403, 422)
+    with app.app_context():
+        assert Account.get_by_id(me.id).permissions == []
