@@ -16,7 +16,7 @@ from services import audit, invitations, password_policy, sessions
 from ..rendering import redirect_to, render
 from . import bp
 from .cookies import COOKIE_NAME, client_ip, sign_in
-from .routes import ResetPasswordForm
+from .routes import ResetPasswordForm, linked_password_form
 
 GONE_STATUS = {"unknown": 404, "used": 410, "expired": 410}
 
@@ -43,15 +43,9 @@ def invitation_accept(token: str):
     form = ResetPasswordForm()
     context = {"token": token, "account": account, "rules": password_policy.check("", account, policy),
                "expires_at": found.row.expires_at}
-    if request.method != "POST":
-        response = render("auth/invitation.html", form=form, **context)
-        response.headers["Referrer-Policy"] = "no-referrer"
-        return response
-    if not form.validate():
-        return render("auth/invitation.html", form=form, status=422, **context)
-    if form.new.data != form.confirm.data:
-        form.confirm.errors = ["The two passwords are not the same."]
-        return render("auth/invitation.html", form=form, status=422, **context)
+    answer = linked_password_form("auth/invitation.html", form, context)
+    if answer is not None:
+        return answer
     try:
         account = invitations.accept(token, form.new.data, ip=client_ip(), user_agent=request.user_agent.string)
     except invitations.InvitationError as exc:

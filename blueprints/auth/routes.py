@@ -347,6 +347,22 @@ def reset_request():
     return render("auth/reset_sent.html")
 
 
+def linked_password_form(template: str, form, context: dict):
+    """The set-a-password page behind an emailed link (reset, invitation): the page for
+    GET/HEAD (no Referer leaks the token), the form again (422) when a field is wrong or
+    the two passwords differ; None when the POST may go on."""
+    if request.method != "POST":
+        response = render(template, form=form, **context)
+        response.headers["Referrer-Policy"] = "no-referrer"
+        return response
+    if not form.validate():
+        return render(template, form=form, status=422, **context)
+    if form.new.data != form.confirm.data:
+        form.confirm.errors = ["The two passwords are not the same."]
+        return render(template, form=form, status=422, **context)
+    return None
+
+
 @bp.route("/login/reset/<token>", methods=["GET", "HEAD", "POST"])
 def reset_password(token: str):
     """GET shows the form (never consumes the link); POST sets the new password."""
@@ -357,15 +373,9 @@ def reset_password(token: str):
     policy_ = password_policy.policy_for(account.organisation)
     form = ResetPasswordForm()
     context = {"token": token, "account": account, "rules": password_policy.check("", account, policy_)}
-    if request.method != "POST":
-        response = render("auth/reset_form.html", form=form, **context)
-        response.headers["Referrer-Policy"] = "no-referrer"
-        return response
-    if not form.validate():
-        return render("auth/reset_form.html", form=form, status=422, **context)
-    if form.new.data != form.confirm.data:
-        form.confirm.errors = ["The two passwords are not the same."]
-        return render("auth/reset_form.html", form=form, status=422, **context)
+    answer = linked_password_form("auth/reset_form.html", form, context)
+    if answer is not None:
+        return answer
     try:
         done = password_reset.complete(token, form.new.data, ip=client_ip(), user_agent=request.user_agent.string)
     except password_reset.ResetError as exc:
