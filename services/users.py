@@ -15,7 +15,8 @@ many match, the username index is walked in order and filtered, which finds a pa
 matches quickly precisely because they are dense. Managed organisations are queried one
 by one and merged, so a parent organisation's admin pages through the children's users
 without sorting all of them. The prefix range relies on code point order: SQLite's
-BINARY collation, or a PostgreSQL database created with the C / C.UTF-8 collation.
+BINARY collation, and on PostgreSQL an explicit ``COLLATE "C"`` on the searched expression
+and its index, whatever collation the database was created with.
 
 Directory entries that never signed in have no account; when the source filter allows
 directory users and a query is given, each directory of the managed organisations is
@@ -35,7 +36,7 @@ from dataclasses import dataclass, field
 import peewee
 from peewee import fn
 
-from models import ROLES, STATUSES, Account, AuditEvent, Directory, Organisation, db, utcnow
+from models import ROLES, STATUSES, Account, AuditEvent, Directory, Organisation, db, is_postgres, utcnow
 
 from . import access, accounts, audit
 from . import directory as directory_service
@@ -160,7 +161,13 @@ STREAMS = ("username", "email", "display_name")
 
 
 def _column(stream: int):
-    return fn.LOWER(getattr(Account, STREAMS[stream]))
+    expression = fn.LOWER(getattr(Account, STREAMS[stream]))
+    if is_postgres():
+        # A prefix is one range only in code-point order: under a collation that ignores
+        # punctuation ("ann.smith" sorts as "annsmith") a search for "ann." would miss it.
+        # The indexes are built with the same collation (migration m0008).
+        return peewee.NodeList((expression, peewee.SQL('COLLATE "C"')))
+    return expression
 
 
 def encode_after(account: Account) -> str:

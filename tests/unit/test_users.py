@@ -156,3 +156,28 @@ def test_export_lists_every_page_and_defuses_formulas(acme):
     assert len(rows) == 621
     evil = next(r for r in rows if r["email"] == "evil@x.test")
     assert evil["username"] == "'=cmd" and evil["display_name"] == "'@SUM(A1)"
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_a_prefix_with_punctuation_is_found_under_a_collation_that_ignores_it(acme):
+    """Databases are often created with a collation that sorts "ann.smith" as "annsmith";
+    the search compares in code-point order, so "ann." still finds it."""
+    from models import db
+
+    db.execute_sql("CREATE COLLATION IF NOT EXISTS gatehouse_ignore_punctuation "
+                   "(provider = icu, locale = 'und-u-ka-shifted')")
+    columns = (("email", 320), ("username", 256))
+    try:
+        for column, length in columns:
+            db.execute_sql(f'ALTER TABLE account ALTER COLUMN {column} TYPE VARCHAR({length}) '
+                           'COLLATE gatehouse_ignore_punctuation')
+        [ignored] = db.execute_sql("SELECT ('ann.smith' COLLATE gatehouse_ignore_punctuation) < 'ann/'").fetchone()
+        assert ignored is False  # the collation really ignores the dot
+        add(acme, "ann.smith", email="ann.smith@x.test")
+        add(acme, "annika", email="annika@x.test")
+        for query in ("ann.", "ann.s", "ANN.SMITH@"):
+            page = users.search(acme, users.Filters(query=query), include_directories=False)
+            assert [a.username for a in page.accounts] == ["ann.smith"], query
+    finally:  # the PostgreSQL test database is shared by the session: put the columns back
+        for column, length in columns:
+            db.execute_sql(f'ALTER TABLE account ALTER COLUMN {column} TYPE VARCHAR({length}) COLLATE "default"')
