@@ -14,6 +14,7 @@ from models import Account, UserSession, utcnow
 from services import accounts, audit, lockout, password_policy, password_reset, passwords, policy, signin
 from services.directory import DirectoryError, bind_as_user
 
+from ..deferred import after_response
 from ..rendering import redirect_to, render
 from . import bp
 from ..approvals.routes import set_binding_cookie
@@ -119,7 +120,8 @@ def login_password():
             organisation=organisation.slug if organisation else None, ip=client_ip(),
             user_agent=request.user_agent.string, outcome="failure", details={"reason": "wrong username or password"},
         )
-        signin.password_failed(resolution, ip=client_ip(), user_agent=request.user_agent.string)
+        # After the answer: a known user's failure notice must not make it slower (SECURITY.md 8).
+        after_response(signin.password_failed, resolution, ip=client_ip(), user_agent=request.user_agent.string)
         form.password.errors = ["Wrong username or password."]
         form.password.data = ""
         return render("auth/password.html", form=form, status=422)

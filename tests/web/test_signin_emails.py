@@ -229,6 +229,18 @@ def test_a_wrong_password_emails_the_manager(app, notifying, smtp_server):
     assert "the password was wrong" in text and IP in text and "Firefox on Linux" in text
 
 
+def test_the_wrong_password_notice_is_queued_after_the_answer(app, client, notifying):
+    """The answer to a wrong password is sent first; the manager's notice (a lookup and
+    an outbox row, only for known users) follows, so it cannot slow the answer down."""
+    client.get("/login/password")
+    response = client.post("/login/password", {"identifier": "ann", "password": "not her password",
+                                                "account_id": "acme"})
+    assert response.status_code == 422
+    assert notices(app) == []  # not while the answer is being given
+    response.close()  # the server has sent it
+    assert len(notices(app)) == 1
+
+
 # ---------------------------------------------------------------- expiry audit
 
 def expired_events(app):
