@@ -394,15 +394,9 @@ def expire(request: SignInRequest | None, *, ip: str = "", user_agent: str = "")
     Call it wherever an expired request can first be noticed (the link and approval
     pages, their POSTs before deciding, the waiting page); ``ip``/``user_agent`` are of
     whoever noticed. Returns the request as it is now."""
-    now = utcnow()
-    if request is None or request.status != "pending" or request.expires_at > now:
-        return request  # nothing to do, and no write: the waiting page polls every 2 s
-    # The same conditional UPDATE as signin_requests.expire_if_due, which does not say
-    # whether it was the one that moved the request; here the row count tells us.
-    moved = SignInRequest.update(status="expired", decided_at=now).where(
-        (SignInRequest.id == request.id) & (SignInRequest.status == "pending") & (SignInRequest.expires_at <= now)
-    ).execute()
-    request = SignInRequest.get_by_id(request.id)
+    if request is None:
+        return None
+    request, moved = signin_requests.expire_due(request)
     if not moved:
         return request  # someone else moved it (and audited it), or it was decided just before
     if request.account is not None:  # a decoy's expiry is no event: nobody was signing in

@@ -71,13 +71,19 @@ def by_public_id(public_id: str | None) -> SignInRequest | None:
 
 def expire_if_due(request: SignInRequest, now: dt.datetime | None = None) -> SignInRequest:
     """Mark a pending request past its lifetime as expired (on the server clock)."""
+    return expire_due(request, now)[0]
+
+
+def expire_due(request: SignInRequest, now: dt.datetime | None = None) -> tuple[SignInRequest, bool]:
+    """:func:`expire_if_due`, also saying whether this call was the one that moved the
+    request from pending (one conditional UPDATE: of concurrent callers exactly one is)."""
     now = now or utcnow()
-    if request.status == "pending" and request.expires_at <= now:
-        SignInRequest.update(status="expired", decided_at=now).where(
-            (SignInRequest.id == request.id) & (SignInRequest.status == "pending")
-        ).execute()
-        request = SignInRequest.get_by_id(request.id)
-    return request
+    if request.status != "pending" or request.expires_at > now:
+        return request, False  # nothing to do, and no write: the waiting page polls every 2 s
+    moved = SignInRequest.update(status="expired", decided_at=now).where(
+        (SignInRequest.id == request.id) & (SignInRequest.status == "pending") & (SignInRequest.expires_at <= now)
+    ).execute()
+    return SignInRequest.get_by_id(request.id), bool(moved)
 
 
 def _decide(token: str | None, new_status: str, kind: str) -> tuple[str, SignInRequest | None]:
