@@ -302,3 +302,21 @@ def test_wrong_recovery_codes_count_towards_the_lockout(app, client, ann_with_to
     assert client.post("/login/totp/reset", {"code": codes[0]}).status_code == 303
     with app.app_context():
         assert Account.get(Account.username == "ann").failed_attempts == 0
+
+
+@pytest.mark.parametrize("url, code, message", [
+    ("/login/totp", "abc", "A code is 6 digits"),
+    ("/login/totp", "12345", "A code is 6 digits"),
+    ("/login/totp", "1234567", "A code is 6 digits"),
+    ("/login/totp/reset", "not-a-code", "A recovery code is seven groups"),
+])
+def test_a_code_of_the_wrong_shape_is_explained_and_not_counted(app, client, ann_with_totp, url, code, message):
+    password_first(client)
+    client.get(url)
+    with app.app_context():
+        before = Account.get(Account.username == "ann").failed_attempts
+    for _ in range(7):  # more than the per-account code limit: none of them is counted
+        response = client.post(url, {"code": code})
+        assert response.status_code == 422 and message in response.get_data(as_text=True)
+    with app.app_context():
+        assert Account.get(Account.username == "ann").failed_attempts == before
