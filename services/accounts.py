@@ -134,7 +134,11 @@ def reset_two_factor(account: Account, *, actor: str, acting_for: str | None = N
     enrol again at their next sign-in, and tell them by email."""
     from . import recovery_codes, totp
 
-    was_enabled = account.totp_enabled_at is not None
+    if account.status != "active":
+        raise AccountError(f"{account.username} is {account.status}: there is no sign-in to reset two-factor for")
+    if account.totp_enabled_at is None:
+        raise AccountError(f"{account.username} has not set up two-factor authentication: there is nothing to reset")
+    was_enabled = True
     totp.clear(account, must_enrol=True)
     sessions.end_all(account)
     recovery_codes.notify_owner(account, "Your two-factor authentication was reset",

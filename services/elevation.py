@@ -184,7 +184,7 @@ def elevate(account: Account, session: UserSession | None, password: str, code: 
     try:
         lockout.check_ip(ip)
         # Counted before the password is checked, exactly like a sign-in (services.lockout).
-        lockout.reserve(account, lockout.settings_for(account.organisation))
+        lockout.reserve(account, lockout.settings_for(account.organisation), ip=ip, user_agent=user_agent)
     except lockout.IpThrottled as exc:
         raise _fail(account, Throttled(str(exc)), "throttled per IP", ip=ip, user_agent=user_agent, outcome="denied")
     except lockout.Locked as exc:

@@ -23,7 +23,7 @@ import peewee
 
 from models import Account, Organisation, PasswordPolicy, utcnow
 
-from . import ratelimit
+from . import audit, ratelimit
 
 ATTEMPTS_PER_IP = ratelimit.Limit("password-attempts-per-ip", 100, dt.timedelta(minutes=15))
 # Failures of identifiers without a usable account; the long window stands in for a
@@ -78,20 +78,31 @@ def check_ip(ip: str) -> None:
         raise IpThrottled(verdict.minutes())
 
 
-def reserve(account: Account, settings: Settings, now: dt.datetime | None = None) -> None:
+def reserve(account: Account, settings: Settings, now: dt.datetime | None = None, *, ip: str = "",
+            user_agent: str = "") -> None:
     """Count one attempt for ``account`` before its password is checked; Locked when it
-    is locked (then nothing is counted). One UPDATE, so parallel callers cannot pass it."""
+    is locked (then nothing is counted). One UPDATE, so parallel callers cannot pass it;
+    the attempt that reaches the threshold records ``account.locked`` (exactly once: the
+    UPDATE returns the count it wrote)."""
     now = now or utcnow()
     expired = Account.locked_until.is_null(False) & (Account.locked_until <= now)
     new_count = peewee.Case(None, [(expired, 1)], Account.failed_attempts + 1)
     locked_until = peewee.Case(None, [(new_count >= settings.threshold, now + dt.timedelta(minutes=settings.minutes)),
                                       (expired, None)], Account.locked_until)
-    updated = (
+    written = list(
         Account.update(failed_attempts=new_count, locked_until=locked_until)
         .where((Account.id == account.id) & (Account.locked_until.is_null() | (Account.locked_until <= now)))
+        .returning(Account.failed_attempts, Account.locked_until)
+        .tuples()
         .execute()
     )
-    if updated:
+    if written:
+        count, until = written[0]
+        if count == settings.threshold:
+            audit.record("account.locked", actor="gatehouse", organisation=account.organisation.slug,
+                         target=account.username, ip=ip, user_agent=user_agent, outcome="failure",
+                         details={"failed_attempts": count, "locked_until": until.isoformat(timespec="seconds")
+                                  if isinstance(until, dt.datetime) else str(until), "minutes": settings.minutes})
         return
     until = Account.select(Account.locked_until).where(Account.id == account.id).scalar()
     raise Locked(until or now + dt.timedelta(minutes=settings.minutes))

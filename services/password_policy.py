@@ -113,6 +113,9 @@ def reused(password: str, account: Account, policy: PasswordPolicy) -> bool:
 def problems(password: str, account: Account, policy: PasswordPolicy) -> list[str]:
     """What is wrong with ``password`` as the new password of ``account`` (empty: fine)."""
     unmet = [rule.label for rule in check(password, account, policy) if not rule.ok]
+    if any(ord(char) < 32 or ord(char) == 127 for char in password or ""):
+        # Typed on no keyboard, refused by LDAP binds, and easy to lose in copy and paste.
+        unmet.append("No control characters (like NUL or a line break)")
     if not unmet and reused(password, account, policy):
         unmet.append(f"Different from your last {policy.history_count} password{'s' if policy.history_count != 1 else ''}")
     return unmet

@@ -118,7 +118,8 @@ def _reserve_attempt(account: Account, form, template: str, action: str):
     if refused:
         return refused
     try:
-        lockout.reserve(account, lockout.settings_for(account.organisation))
+        lockout.reserve(account, lockout.settings_for(account.organisation), ip=client_ip(),
+                        user_agent=request.user_agent.string)
     except lockout.Locked as exc:
         _audit(action, account, "denied", reason="locked")
         return _refuse(form, template, str(exc), 429)

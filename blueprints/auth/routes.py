@@ -146,7 +146,7 @@ def _reserve_attempt(organisation, identifier: str, account, password: str, sett
     account or identifier raises Locked after a dummy hash, so timing does not tell."""
     try:
         if account is not None and account.status == "active":
-            lockout.reserve(account, settings)
+            lockout.reserve(account, settings, ip=client_ip(), user_agent=request.user_agent.string)
         else:
             lockout.reserve_unknown(organisation, identifier, settings)
     except lockout.Locked:

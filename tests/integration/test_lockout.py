@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from models import Account, Organisation, PasswordPolicy, db, utcnow
+from models import Account, AuditEvent, Organisation, PasswordPolicy, db, utcnow
 from services import lockout, passwords, ratelimit
 from tests.support.factories import PASSWORD
 
@@ -71,6 +71,9 @@ def test_twenty_parallel_attempts_cannot_slip_past_the_threshold(ann):
     fresh = Account.get_by_id(ann.id)
     assert fresh.failed_attempts == 5
     assert fresh.locked_until is not None and fresh.locked_until > utcnow() + dt.timedelta(minutes=14)
+    # The attempt that locked it, and only that one, is in the audit log.
+    [event] = AuditEvent.select().where(AuditEvent.action == "account.locked")
+    assert event.target == "ann" and event.details["failed_attempts"] == 5 and event.outcome == "failure"
 
 
 def test_a_lock_runs_out_and_counting_starts_again(ann):

@@ -34,6 +34,10 @@ def people(acme, create_account):
             (("ann", "Ann Archer"), ("bert", "Bert Baker"), ("carla", "Carla Cole"))]
 
 
+def acme_of(account_row):
+    return Organisation.get_by_id(account_row.organisation_id)
+
+
 def account(app, username) -> Account | None:
     with app.app_context():
         return Account.get_or_none(Account.username == username)
@@ -233,11 +237,16 @@ def test_detail_page_shows_attributes_policy_2fa_and_events(app, admin_client, p
     ann = people[0]
     with app.app_context():
         Account.update(sponsor_email="lead@acme.test", totp_enabled_at=utcnow()).where(Account.id == ann.id).execute()
+        from models import ApprovalProfile
+
+        ApprovalProfile.create(organisation=acme_of(ann), name="Front desk", kind="user", server_url="http://g.test",
+                               subject="s", message="{link}", is_default=True)
     page = admin_client.get(f"/admin/users/{ann.id}")
     body = html(page)
     assert page.status_code == 200
     assert "Ann Archer" in body and "lead@acme.test" in body          # sponsor = manager of a local user
     assert "Sign-in policy" in body and "Two-factor authentication" in body and ">on<" in body
+    assert "Front desk" in body and "No policy matched" in body   # the profile sign-in would use
     assert "account.created" in body                                  # recent audit events
     assert "Reset password" in body and "Reset 2FA" in body and "Deactivate" in body and "Delete" in body
 
@@ -427,3 +436,13 @@ def test_unreachable_directory_is_a_note_and_the_page_still_works(app, admin_cli
     assert "Ann Archer" in body
     # With source "local" the directory is not asked at all.
     assert "Dead LDAP" not in html(admin_client.get("/admin/users?q=an&source=local"))
+
+
+def test_reset_two_factor_only_for_active_users_who_have_it(app, admin_client, people):
+    ann = people[0]
+    page = html(admin_client.get(f"/admin/users/{ann.id}"))
+    assert "Reset 2FA" not in page  # not set up: nothing to reset
+    admin_client.get(f"/admin/users/{ann.id}/reset-2fa")
+    refused = admin_client.post(f"/admin/users/{ann.id}/reset-2fa")
+    assert refused.status_code == 422 and "nothing to reset" in html(refused)
+    assert events(app, "mfa.reset_by_admin") == []

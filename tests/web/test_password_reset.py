@@ -13,6 +13,7 @@ import pytest
 from models import (
     Account,
     AccountToken,
+    AuditEvent,
     MailServer,
     PasswordPolicy,
     UserSession,
@@ -107,6 +108,11 @@ def test_get_and_head_never_consume_and_post_sets_the_password_once(app, client,
     notices = deliver(app, smtp_server, 2)
     assert "was changed with a reset link" in body(notices[-1])
     sign_in(client, "ann", NEW)
+    with app.app_context():
+        actions = [(e.action, e.outcome, e.target) for e in AuditEvent.select().order_by(AuditEvent.id)]
+    assert ("password.reset_requested", "success", "ann") in actions
+    assert ("password.reset", "success", "ann") in actions
+    assert not any(token in str(e) for e in actions)
 
 
 def test_a_weak_password_is_refused_and_the_link_stays_usable(app, client, acme, smtp_server):
@@ -124,7 +130,8 @@ def test_an_expired_or_unknown_link_is_refused(app, client, acme, smtp_server):
     token = reset_link(client, app, smtp_server)
     with app.app_context():
         AccountToken.update(expires_at=utcnow() - dt.timedelta(seconds=1)).execute()
-    assert client.get(f"/login/reset/{token}").status_code == 410
+    expired = client.get(f"/login/reset/{token}")
+    assert expired.status_code == 410 and "expired or has already been used" in expired.get_data(as_text=True)
     assert client.get("/login/reset/not-a-real-token-at-all-123").status_code == 410
     assert client.get("/login/reset/x").status_code == 410
 
@@ -198,6 +205,9 @@ def test_change_needs_the_current_password_emails_the_owner_and_ends_other_sessi
     assert "was changed by you" in body(deliver(app, smtp_server, 1)[0])
     with app.app_context():
         assert passwords.check_password(Account.get(Account.username == "ann"), NEW)
+        changes = [(e.outcome, e.details) for e in AuditEvent.select().where(AuditEvent.action == "password.change")
+                   .order_by(AuditEvent.id)]
+    assert changes == [("failure", {"reason": "wrong current password"}), ("success", {"other_sessions_ended": 1})]
 
 
 def test_live_checklist_while_typing(app, client, acme):
@@ -245,3 +255,32 @@ def test_an_expired_password_blocks_everything_but_the_change_form(app, client, 
     response = client.get("/account")
     assert response.status_code == 303 and response.headers["Location"] == "/account/password"
     assert client.get("/account/password").status_code == 200
+
+
+
+@pytest.mark.parametrize("password, message", [
+    ("x" * 10_000, "too long"),
+    ("nul\x00inside a long passphrase", "control character"),
+])
+def test_odd_new_passwords_are_refused_with_a_reason(app, client, acme, smtp_server, password, message):
+    token = reset_link(client, app, smtp_server)
+    client.get(f"/login/reset/{token}")
+    response = client.post(f"/login/reset/{token}", {"new": password, "confirm": password})
+    assert response.status_code == 422 and message in response.get_data(as_text=True)
+    assert client.get(f"/login/reset/{token}").status_code == 200  # the link still works
+
+
+def test_a_non_ascii_password_works_and_odd_ones_at_sign_in_lock_nothing(app, client, acme, smtp_server):
+    accented = "Pâté façade 东京 ünïcode wörds"
+    token = reset_link(client, app, smtp_server)
+    client.get(f"/login/reset/{token}")
+    assert client.post(f"/login/reset/{token}", {"new": accented, "confirm": accented}).status_code == 303
+    sign_in(client, "ann", accented)
+    client.post("/logout", {})
+    client.get("/login/password")
+    for odd in ("x" * 10_000, "nul\x00byte"):
+        response = client.post("/login/password", {"identifier": "ann", "password": odd})
+        assert response.status_code == 422
+    with app.app_context():
+        # The oversize password is refused by the form before anything is counted.
+        assert Account.get(Account.username == "ann").failed_attempts <= 1
