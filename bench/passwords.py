@@ -154,12 +154,16 @@ def totp_cost(app, account, seconds: float) -> None:
             n += 1
         wrong = (time.perf_counter() - start) / n
         db.close()
-    print(f"totp.verify in-process: right code {right * 1e6:8.0f} µs/call, wrong code {wrong * 1e6:8.0f} µs/call")
+    print(f"totp.verify (what the code step adds to its endpoint): right code {right * 1e6:8.0f} µs/call, "
+          f"wrong code {wrong * 1e6:8.0f} µs/call (target < 1,000 µs)")
 
 
 def main() -> None:
     seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 5.0
-    cores = os.cpu_count() or 1
+    available = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if len(available) > 2:
+        os.sched_setaffinity(0, available[:2])  # the figure is for two cores, whatever the machine has
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     clients = int(sys.argv[2]) if len(sys.argv) > 2 else 2 * cores
     ratelimit.set_backend(ratelimit.MemoryBackend())
     # The per-IP limit (100 / 15 min) would refuse a benchmark from one address.
