@@ -49,8 +49,9 @@ def remaining(account: Account) -> int:
     return RecoveryCode.select().where((RecoveryCode.account == account.id) & RecoveryCode.used_at.is_null()).count()
 
 
-def use(account: Account, code: str) -> bool:
-    """Spend one recovery code of ``account``; True once per code. Emails the owner."""
+def use(account: Account, code: str, *, resets_two_factor: bool = True) -> bool:
+    """Spend one recovery code of ``account``; True once per code. Emails the owner
+    (saying whether two-factor authentication is being reset, or kept)."""
     text = normalise(code)
     if not text:
         return False
@@ -65,9 +66,16 @@ def use(account: Account, code: str) -> bool:
     )
     if used != 1:
         return False
-    notify_owner(account, "A recovery code was used",
-                 "A recovery code of your account was just used to sign in, and two-factor authentication "
-                 "was reset: you will be asked to set it up again.")
+    if resets_two_factor:
+        notify_owner(account, "A recovery code was used",
+                     "A recovery code of your account was just used to sign in, and two-factor authentication "
+                     "was reset: you will be asked to set it up again.")
+    else:
+        left = remaining(account)
+        notify_owner(account, "A recovery code was used",
+                     "A recovery code of your account was just used to sign in instead of a code from your "
+                     f"authenticator app. {left} recovery code{'s are' if left != 1 else ' is'} left; you can make "
+                     "new ones on your two-factor page.")
     return True
 
 

@@ -1,6 +1,7 @@
 """URL map:
 
     GET, POST /login/totp                      login_totp          the second factor of every sign-in
+    GET, POST /login/totp/recovery             login_totp_recovery "Use a recovery code instead" (2FA stays on)
     GET, POST /login/totp/reset                login_totp_reset    "Reset your two-factor authentication?" (recovery code)
     GET       /account/2fa                     two_factor          status and actions
     POST      /account/2fa/enrol               enrol               new secret: QR + secret as text (no-store)
@@ -159,27 +160,57 @@ def login_totp():
     return redirect_to(target or url_for("auth.account"))
 
 
+def _recovery_step(keep: bool):
+    """A recovery code instead of the app's code: (account, method) once one is spent,
+    or the page to answer with. ``keep``: two-factor stays on (else it is being reset)."""
+    pending = _pending()
+    if pending is None:
+        return None, _no_pending()
+    account, method = pending
+    _remember_next()
+    form = RecoveryForm()
+    page = lambda status=200: _no_store(render("account/login_reset.html", form=form, status=status))  # noqa: E731
+    if request.method == "GET":
+        return None, page()
+    if not form.validate():
+        return None, page(422)
+    refused = _reserve_attempt(account, form, "account/login_reset.html", "two_factor.recovery_code_used")
+    if refused:
+        return None, refused
+    if not recovery_codes.use(account, form.code.data, resets_two_factor=not keep):  # emails the owner
+        _audit("two_factor.recovery_code_used", account, "failure", reason="unknown or used recovery code")
+        form.code.errors = ["That recovery code is not right, or was already used."]
+        form.code.data = ""
+        return None, page(422)
+    lockout.succeeded(account)
+    _audit("two_factor.recovery_code_used", account, kept_two_factor=keep, left=recovery_codes.remaining(account))
+    return (account, method), None
+
+
+@bp.route("/login/totp/recovery", methods=["GET", "POST"])
+def login_totp_recovery():
+    """No phone at hand: one recovery code signs in instead of the app's code; two-factor
+    authentication stays on and the code cannot be used again."""
+    spent, answer = _recovery_step(keep=True)
+    if answer is not None:
+        return answer
+    account, method = spent
+    target = _pending_next()
+    _complete(account, method, "recovery_code")
+    left = recovery_codes.remaining(account)
+    flash(f"Signed in with a recovery code. {left} recovery code{'s are' if left != 1 else ' is'} left"
+          + ("; make new ones soon." if left <= 3 else "."), "warning" if left <= 3 else "info")
+    return redirect_to(target or url_for("auth.account"))
+
+
 @bp.route("/login/totp/reset", methods=["GET", "POST"])
 def login_totp_reset():
     """Lost the authenticator: a recovery code turns two-factor authentication off and
     the person must set it up again before anything else."""
-    pending = _pending()
-    if pending is None:
-        return _no_pending()
-    account, method = pending
-    form = RecoveryForm()
-    if request.method == "GET":
-        return _no_store(render("account/login_reset.html", form=form))
-    if not form.validate():
-        return _no_store(render("account/login_reset.html", form=form, status=422))
-    refused = _reserve_attempt(account, form, "account/login_reset.html", "two_factor.recovery_code_used")
-    if refused:
-        return refused
-    if not recovery_codes.use(account, form.code.data):  # emails the owner when it works
-        _audit("two_factor.recovery_code_used", account, "failure", reason="unknown or used recovery code")
-        return _refuse(form, "account/login_reset.html", "That recovery code is not right, or was already used.")
-    lockout.succeeded(account)
-    _audit("two_factor.recovery_code_used", account)
+    spent, answer = _recovery_step(keep=False)
+    if answer is not None:
+        return answer
+    account, method = spent
     totp.clear(account, must_enrol=True)
     _audit("two_factor.disabled", account, reason="reset with a recovery code at sign-in")
     _complete(account, method, "recovery_code")

@@ -320,3 +320,28 @@ def test_a_code_of_the_wrong_shape_is_explained_and_not_counted(app, client, ann
         assert response.status_code == 422 and message in response.get_data(as_text=True)
     with app.app_context():
         assert Account.get(Account.username == "ann").failed_attempts == before
+
+
+def test_a_recovery_code_signs_in_instead_of_the_app_and_two_factor_stays_on(app, client, ann_with_totp, clock):
+    _, codes = ann_with_totp
+    password_first(client)
+    page = client.get("/login/totp")
+    assert "Use a recovery code instead" in page.get_data(as_text=True)
+    assert "Sign in with a recovery code" in client.get("/login/totp/recovery").get_data(as_text=True)
+    mails_before = stored(app, lambda: OutboxMessage.select().count())
+    response = client.post("/login/totp/recovery", {"code": codes[5]})
+    assert response.status_code == 303 and response.headers["Location"] == "/account"
+    assert client.get("/account").status_code == 200
+    account = stored(app, lambda: Account.get(Account.username == "ann"))
+    assert account.totp_enabled_at is not None and not account.must_enrol_totp  # still on
+    assert stored(app, lambda: RecoveryCode.select().where(RecoveryCode.used_at.is_null()).count()) == 9
+    mail = stored(app, lambda: OutboxMessage.select().order_by(OutboxMessage.id.desc()).first())
+    assert stored(app, lambda: OutboxMessage.select().count()) == mails_before + 1
+    assert "instead of a code from your authenticator app. 9 recovery codes are left" in mail.text_body
+    # The same code never works twice.
+    client.post("/logout", {})
+    clock.tick()
+    password_first(client)
+    client.get("/login/totp/recovery")
+    again = client.post("/login/totp/recovery", {"code": codes[5]})
+    assert again.status_code == 422 and "already used" in again.get_data(as_text=True)
