@@ -139,6 +139,13 @@ def change(account: Account, password: str, policy: PasswordPolicy | None = None
         PasswordHistory.delete().where(PasswordHistory.id.in_(stale_ids)).execute()
 
 
+def expires_at(account: Account, policy: PasswordPolicy) -> dt.datetime | None:
+    """When the account's password expires under ``policy`` (None: it does not)."""
+    if not policy.expiry_days or account.source != "local" or not account.password_hash:
+        return None
+    return (account.password_changed_at or account.created_at) + dt.timedelta(days=policy.expiry_days)
+
+
 def expired(account: Account, policy: PasswordPolicy, now: dt.datetime | None = None) -> bool:
     """True when the account's password is older than the policy allows."""
     if not policy.expiry_days or account.source != "local" or not account.password_hash:

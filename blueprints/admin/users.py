@@ -29,7 +29,7 @@ from wtforms import EmailField, HiddenField, SelectField, StringField
 from wtforms.validators import Length, Optional
 
 from models import ROLES, STATUSES, Account
-from services import access, accounts, directories, policy, recovery_codes, users
+from services import access, accounts, directories, mfa_policy, password_policy, policy, recovery_codes, users
 from services import directory as directory_service
 
 from ..auth.cookies import client_ip
@@ -260,7 +260,9 @@ def user_detail(account_id: int):
     person, directory, directory_error = _directory_view(account)
     manager = directory_service.resolve_manager(directory, person) if person is not None else None
     resolution = policy.decide(account.organisation, account.username)
-    return render("admin/users/detail.html", account=account, person=person, directory=directory,
+    rules = {"two_factor_required": mfa_policy.requires_enrolment(account),
+             "password_expires_at": password_policy.expires_at(account, password_policy.policy_for(account.organisation))}
+    return render("admin/users/detail.html", account=account, person=person, directory=directory, rules=rules,
                   directory_error=directory_error, manager=manager, resolution=resolution,
                   recovery_left=recovery_codes.remaining(account), events=users.recent_events(account, account.organisation.slug),
                   may_manage=users.may_manage(current_user.grant_role, account), is_self=account.id == current_user.account.id,

@@ -6,6 +6,7 @@ CSV import (preview, refusals, all or nothing) and export."""
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import re
 
@@ -446,3 +447,19 @@ def test_reset_two_factor_only_for_active_users_who_have_it(app, admin_client, p
     refused = admin_client.post(f"/admin/users/{ann.id}/reset-2fa")
     assert refused.status_code == 422 and "nothing to reset" in html(refused)
     assert events(app, "mfa.reset_by_admin") == []
+
+
+def test_detail_page_says_which_password_and_two_factor_rules_apply(app, admin_client, people, acme):
+    from models import PasswordPolicy
+    from services import mfa_policy
+
+    ann = people[0]
+    assert "does not expire" in html(admin_client.get(f"/admin/users/{ann.id}"))
+    with app.app_context():
+        PasswordPolicy.create(organisation=acme, expiry_days=30, history_count=0, strength="nist",
+                              lockout_threshold=10, lockout_minutes=15, updated_at=utcnow())
+        mfa_policy.save(acme, "all", [], actor="olga")
+        changed = Account.get_by_id(ann.id).password_changed_at
+    body = html(admin_client.get(f"/admin/users/{ann.id}"))
+    assert f"expires {(changed + dt.timedelta(days=30)):%Y-%m-%d}" in body
+    assert "two-factor enforcement applies" in body
