@@ -246,3 +246,16 @@ def test_an_elevated_team_user_cannot_give_themselves_rights(app, world):
     assert response.status_code in (403, 422)
     with app.app_context():
         assert Account.get_by_id(me.id).permissions == []
+
+
+@pytest.mark.parametrize("url", ["/admin/team/{id}/delete", "/admin/team/{id}/deactivate", "/admin/users/{id}/delete"])
+def test_a_technician_cannot_remove_themselves(app, world, url):
+    me = world["actors"]["technician"]
+    client = client_for(app, me, "technician")
+    client.get(url.format(id=me.id))
+    response = client.post(url.format(id=me.id), {})
+    if response.status_code == 303:  # refused with a message on the page it goes back to
+        response = client.get(response.headers["Location"])
+    assert "your own account" in response.get_data(as_text=True)
+    with app.app_context():
+        assert Account.get_by_id(me.id).status == "active"
