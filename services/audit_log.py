@@ -313,6 +313,10 @@ def csv_filename(today: dt.date | None = None) -> str:
 # ---- hash chain verification --------------------------------------------------
 
 
+class ChainCheckRefused(Exception):
+    """A check that would read the whole log, asked by someone who may only continue one."""
+
+
 @dataclass
 class ChainStatus:
     """The newest verification result (an ``audit.verified`` event) and how far the log
@@ -357,7 +361,8 @@ def chain_status() -> ChainStatus:
 
 
 def verify_step(*, from_start: bool = False, actor: str, organisation: str | None, acting_for: str | None = None,
-                ip: str = "", user_agent: str = "", seconds: float = VERIFY_STEP_SECONDS) -> ChainStatus:
+                ip: str = "", user_agent: str = "", seconds: float = VERIFY_STEP_SECONDS,
+                may_start_over: bool = True) -> ChainStatus:
     """Check the chain for about ``seconds`` and record the result as an audit event.
 
     A step continues from the last intact checkpoint (the previous result) unless
@@ -372,6 +377,8 @@ def verify_step(*, from_start: bool = False, actor: str, organisation: str | Non
         after_id, previous = int(details["through_id"]), details["through_hash"]
         run_started = details.get("run_started") or last.created_at.isoformat(timespec="seconds")
     else:
+        if not may_start_over:
+            raise ChainCheckRefused("a check from the first event reads the whole log of every organisation")
         after_id, previous = 0, audit.GENESIS
         run_started = utcnow().isoformat(timespec="seconds")
     result = audit.verify_from(after_id, previous, deadline=time.monotonic() + seconds)

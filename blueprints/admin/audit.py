@@ -26,6 +26,25 @@ TEMPLATE = "admin/audit/list.html"
 FILTER_FIELDS = ("actor", "action", "target", "outcome", "organisation", "from", "to")
 
 
+def _top_organisation():
+    org = organisation()
+    seen = {org.id}
+    while org.parent_id is not None and org.parent_id not in seen:
+        seen.add(org.parent_id)
+        org = org.parent
+    return org
+
+
+def _may_start_over() -> bool:
+    """The hash chain covers every organisation: only admins of a top-level organisation
+    read it all (a check from the first event) or see where it broke."""
+    return organisation().parent_id is None
+
+
+def _chain_rights() -> dict:
+    return {"may_start_over": _may_start_over(), "top_organisation": _top_organisation()}
+
+
 def _filters():
     slugs = audit_log.scope(organisation())
     filters, errors = audit_log.parse_filters(request.args, slugs)
@@ -43,7 +62,7 @@ def audit_list():
         TEMPLATE, status=422 if errors else 200, page=page, filters=filters, errors=errors, slugs=slugs,
         raw=request.args, before=before, chain=audit_log.chain_status(), verify_form=EmptyForm(),
         known_actions=audit_log.KNOWN_ACTIONS, action_groups=audit_log.ACTION_GROUPS,
-        outcomes=audit_log.OUTCOMES, format_time=audit_log.format_time,
+        outcomes=audit_log.OUTCOMES, format_time=audit_log.format_time, **_chain_rights(),
     )
 
 
@@ -74,10 +93,21 @@ def audit_verify():
     if not form.validate():
         flash("The form expired. Try again.", "error")
         return redirect_to(url_for("admin.audit_list"))
-    chain = audit_log.verify_step(
-        from_start=request.form.get("from_start") == "1", actor=actor(), acting_for=acting_for(),
-        organisation=organisation().slug, ip=client_ip(), user_agent=request.user_agent.string,
-    )
+    try:
+        chain = audit_log.verify_step(
+            from_start=request.form.get("from_start") == "1", actor=actor(), acting_for=acting_for(),
+            organisation=organisation().slug, ip=client_ip(), user_agent=request.user_agent.string,
+            may_start_over=_may_start_over(),
+        )
+    except audit_log.ChainCheckRefused:
+        message = (f"Checking the whole log from its first event is for the administrators of "
+                   f"{_top_organisation().name}: it covers every organisation. You can check new events "
+                   "once they have checked it.")
+        if not request.htmx:
+            flash(message, "error")
+            return redirect_to(url_for("admin.audit_list"))
+        return render(TEMPLATE, chain=audit_log.chain_status(), verify_form=form, slugs=audit_log.scope(organisation()),
+                      format_time=audit_log.format_time, refusal=message, status=422, **_chain_rights())
     if not request.htmx:
         if chain.ok is False:
             flash(f"The audit log's hash chain is broken at event {chain.details.get('broken_id')}: "
@@ -88,4 +118,4 @@ def audit_verify():
             flash(f"Checked up to event {chain.through_id}; choose Continue to check the rest.", "info")
         return redirect_to(url_for("admin.audit_list"))
     return render(TEMPLATE, chain=chain, verify_form=form, slugs=audit_log.scope(organisation()),
-                  format_time=audit_log.format_time, continuing=True)
+                  format_time=audit_log.format_time, continuing=True, **_chain_rights())

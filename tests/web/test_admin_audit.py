@@ -272,3 +272,25 @@ def test_an_export_is_itself_audited_and_odd_arguments_are_harmless(app, admin_c
         assert event.actor == "olga" and event.details == {"filters": {"outcome": "failure"}}
     odd = admin_client.get("/admin/audit/export.csv?from=x&endpoint=a&_external=1&_scheme=http")
     assert odd.status_code == 303 and odd.headers["Location"] == "/admin/audit?from=x"
+
+
+def test_a_sub_organisation_admin_continues_checks_but_never_reads_the_whole_chain(app, admin_client, orgs, record,
+                                                                                     create_account):
+    from tests.support.web import WebClient
+
+    record("sign_in.completed", actor="ann", target="ann")
+    create_account(orgs["acme-eu"], "eve", role="owner")
+    client = WebClient(app.test_client())
+    sign_in_to(client, "eve", "acme-eu")
+    page = client.get("/admin/audit").get_data(as_text=True)
+    assert "Check the chain" not in page and "checked by the administrators of Acme" in page
+    refused = client.post("/admin/audit/verify", {"from_start": "1"}, htmx=True, target="audit-chain")
+    assert refused.status_code == 422 and "for the administrators of Acme" in refused.get_data(as_text=True)
+    # Once the top organisation has checked, new events can be checked from that point.
+    admin_client.get("/admin/audit")
+    assert "intact" in admin_client.post("/admin/audit/verify", {}, htmx=True, target="audit-chain").get_data(as_text=True)
+    record("sign_in.completed", actor="eve", target="eve", organisation="acme-eu")
+    client.get("/admin/audit")
+    checked = client.post("/admin/audit/verify", {}, htmx=True, target="audit-chain")
+    assert checked.status_code == 200 and "intact" in checked.get_data(as_text=True)
+    assert client.post("/admin/audit/verify", {"from_start": "1"}, htmx=True, target="audit-chain").status_code == 422
