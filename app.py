@@ -115,7 +115,7 @@ def _init_extensions(app: Flask) -> None:
         # Available in every template and in blocks rendered alone for HTMX, where a
         # template's own top-level {% from ... import %} is not in scope.
         module = app.jinja_env.get_template("_macros.html").module
-        return {"field": module.field, "csrf_button": module.csrf_button}
+        return {"field": module.field, "csrf_button": module.csrf_button, "move_buttons": module.move_buttons}
 
 
 def _register_blueprints(app: Flask) -> None:
