@@ -113,12 +113,15 @@ def acting_for() -> str | None:
 
 
 def owner_acted_for():
-    """The owner account a technician acts for: the organisation's first active owner."""
+    """The owner account a technician acts for: the organisation's first active owner.
+    Looked up once per request (the audit context and the page both ask)."""
     from models import Account
 
-    return (Account.select().where((Account.organisation == current_user.account.organisation_id)
-                                   & (Account.role == "owner") & (Account.status == "active"))
-            .order_by(Account.id).first())
+    if "owner_acted_for" not in g:
+        g.owner_acted_for = (Account.select().where((Account.organisation == current_user.account.organisation_id)
+                                                    & (Account.role == "owner") & (Account.status == "active"))
+                             .order_by(Account.id).first())
+    return g.owner_acted_for
 
 
 from . import (  # noqa: E402,F401
