@@ -3,12 +3,18 @@
 Parameters are explicit (OWASP: 19 MiB, 2 passes, 1 lane); a hash made with other
 parameters is replaced on the next successful check. At most one hash per CPU core runs
 at a time, so a burst of sign-ins queues instead of exhausting memory.
+
+A password is prepared before it is hashed or checked (RFC 8265, OpaqueString): Unicode
+NFC, and any other space character becomes an ASCII space, so "café" typed on a keyboard
+that sends "e" + combining accent is the same password. Hashes stored before that are
+still accepted for the exact text typed, and replaced on that sign-in.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import unicodedata
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -26,12 +32,27 @@ _slots = threading.BoundedSemaphore(os.cpu_count() or 1)
 _DUMMY_HASH = hasher.hash("gatehouse-dummy-password")
 
 
+def prepare(password: str) -> str:
+    """``password`` as it is hashed: NFC, other space characters as an ASCII space."""
+    normalised = unicodedata.normalize("NFC", password)
+    if normalised.isascii():
+        return normalised
+    return "".join(" " if unicodedata.category(char) == "Zs" else char for char in normalised)
+
+
+def _candidates(password: str) -> list[str]:
+    """What to try against a stored hash: the prepared password, then — for hashes from
+    before preparation — the text exactly as typed, when it differs."""
+    prepared = prepare(password)
+    return [prepared] if prepared == password else [prepared, password]
+
+
 def hash_password(password: str) -> str:
-    """The argon2id hash of ``password``."""
+    """The argon2id hash of ``password`` (prepared)."""
     if not password or len(password) > MAX_PASSWORD_LENGTH:
         raise ValueError("a password must be 1 to 1024 characters long")
     with _slots:
-        return hasher.hash(password)
+        return hasher.hash(prepare(password))
 
 
 def _verify(stored: str, password: str) -> bool:
@@ -42,6 +63,15 @@ def _verify(stored: str, password: str) -> bool:
             return False
 
 
+def _match(stored: str, password: str) -> str | None:
+    """The candidate of ``password`` that ``stored`` was made from, or None. A wrong
+    password costs as many hashes for a known account as for the dummy hash."""
+    for candidate in _candidates(password):
+        if _verify(stored, candidate):
+            return candidate
+    return None
+
+
 def check_password(account: Account | None, password: str) -> bool:
     """True when ``password`` is the account's password; rehashes outdated hashes.
 
@@ -49,11 +79,12 @@ def check_password(account: Account | None, password: str) -> bool:
     if not password or len(password) > MAX_PASSWORD_LENGTH:
         return False
     if account is None or not account.password_hash:
-        _verify(_DUMMY_HASH, password)
+        _match(_DUMMY_HASH, password)
         return False
-    if not _verify(account.password_hash, password):
+    matched = _match(account.password_hash, password)
+    if matched is None:
         return False
-    if hasher.check_needs_rehash(account.password_hash):
+    if matched != prepare(password) or hasher.check_needs_rehash(account.password_hash):
         Account.update(password_hash=hash_password(password)).where(Account.id == account.id).execute()
     return True
 
@@ -72,4 +103,4 @@ def verify_hash(stored: str | None, password: str) -> bool:
     for comparing a new password with earlier ones."""
     if not stored or not password or len(password) > MAX_PASSWORD_LENGTH:
         return False
-    return _verify(stored, password)
+    return _match(stored, password) is not None

@@ -79,3 +79,47 @@ def test_non_ascii_and_nul_passwords_are_compared_exactly(ann):
     assert passwords.check_password(ann, "Pâté façade 东京")
     assert not passwords.check_password(ann, "Pate facade 东京")
     assert not passwords.check_password(ann, "Pâté façade 东京\x00")
+
+
+COMPOSED = "Caf\u00e9 cr\u00e8me br\u00fbl\u00e9e"  # é, è, û as one code point each (NFC)
+DECOMPOSED = "Cafe\u0301 cre\u0300me bru\u0302le\u0301e"  # the same letters as base + combining accent (NFD)
+
+
+def test_a_password_typed_in_another_unicode_form_is_the_same_password(ann):
+    passwords.set_password(ann, COMPOSED)
+    ann = Account.get_by_id(ann.id)
+    assert passwords.check_password(ann, DECOMPOSED)
+    assert passwords.check_password(ann, COMPOSED)
+    assert not passwords.check_password(ann, "Cafe creme brulee")
+
+
+def test_other_space_characters_count_as_a_space(ann):
+    passwords.set_password(ann, "four\u00a0words\u2003in a row")  # no-break space, em space
+    ann = Account.get_by_id(ann.id)
+    assert passwords.check_password(ann, "four words in a row")
+    assert passwords.verify_hash(ann.password_hash, "four words\u202fin a row")  # narrow no-break space
+
+
+def test_a_hash_of_the_unprepared_text_still_signs_in_and_is_replaced(ann):
+    legacy = passwords.hasher.hash(DECOMPOSED)  # stored before passwords were prepared
+    Account.update(password_hash=legacy).where(Account.id == ann.id).execute()
+    assert not passwords.check_password(Account.get_by_id(ann.id), "Cafe creme brulee")
+    assert Account.get_by_id(ann.id).password_hash == legacy
+    assert passwords.check_password(Account.get_by_id(ann.id), DECOMPOSED)
+    renewed = Account.get_by_id(ann.id).password_hash
+    assert renewed != legacy and passwords.hasher.verify(renewed, COMPOSED)
+    assert passwords.check_password(Account.get_by_id(ann.id), COMPOSED)  # now either form works
+
+
+def test_a_wrong_password_costs_the_same_hashes_for_a_known_and_an_unknown_account(ann, monkeypatch):
+    passwords.set_password(ann, COMPOSED)
+    calls = []
+    real = passwords._verify
+    monkeypatch.setattr(passwords, "_verify", lambda stored, password: calls.append(stored) or real(stored, password))
+    for typed in ("wrong password", "wro\u0301ng password"):  # one candidate, then two
+        calls.clear()
+        assert not passwords.check_password(Account.get_by_id(ann.id), typed)
+        known = len(calls)
+        calls.clear()
+        assert not passwords.check_password(None, typed)
+        assert len(calls) == known == (1 if typed.isascii() else 2)
