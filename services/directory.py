@@ -87,6 +87,8 @@ class DirectoryUser:
     department: str | None
     groups: list[str] = field(default_factory=list)  # group DNs
     attributes: dict[str, list[str]] = field(default_factory=dict)
+    # The local directory's Account row itself, so a sign-in need not look it up again.
+    account: Account | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -651,6 +653,7 @@ def find_local_user(organisation: Organisation, identifier: str) -> DirectoryUse
         account = matches[0] if matches else None
     if account is None:
         return None
+    account.organisation = organisation  # already loaded: no query when a caller reads it
     attributes = {
         "username": [account.username],
         "mail": [account.email] if account.email else [],
@@ -671,6 +674,7 @@ def find_local_user(organisation: Organisation, identifier: str) -> DirectoryUse
         department=None,
         groups=[],
         attributes={k: v for k, v in attributes.items() if v},
+        account=account,
     )
 
 

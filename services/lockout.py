@@ -66,6 +66,11 @@ class Settings:
 def settings_for(organisation: Organisation | None) -> Settings:
     """The organisation's threshold and lock duration (defaults when it has no policy)."""
     policy = PasswordPolicy.get_or_none(PasswordPolicy.organisation == organisation) if organisation is not None else None
+    return settings_from(policy)
+
+
+def settings_from(policy: PasswordPolicy | None) -> Settings:
+    """The threshold and lock duration of a password policy the caller has already read."""
     if policy is None:
         return Settings(DEFAULT_THRESHOLD, DEFAULT_MINUTES)
     return Settings(max(1, policy.lockout_threshold), max(1, policy.lockout_minutes))

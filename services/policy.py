@@ -33,6 +33,7 @@ except ImportError:  # pragma: no cover - older Pythons
     import sre_constants as _sre_constants  # type: ignore[no-redef]
     import sre_parse as _sre_parser  # type: ignore[no-redef]
 
+import peewee
 from ldap3.core.exceptions import LDAPException
 from ldap3.utils.dn import parse_dn
 
@@ -42,13 +43,12 @@ from models import (
     Directory,
     Organisation,
     Policy,
-    ProfileDirectory,
     db,
     utcnow,
 )
 
 from . import audit, ordering
-from .profiles import default_profile
+from .profiles import default_profile, directories_of
 from .directory import (
     DirectoryError,
     DirectoryUser,
@@ -380,8 +380,12 @@ def directory_label(directory: Directory | None) -> str:
 
 
 def policies_of(organisation: Organisation):
-    """The organisation's policies, top to bottom."""
-    return Policy.select().where(Policy.organisation == organisation).order_by(Policy.position, Policy.id)
+    """The organisation's policies, top to bottom, with their profile and directory
+    joined (one query, however many policies)."""
+    return (Policy.select(Policy, ApprovalProfile, Directory)
+            .join(ApprovalProfile, on=(Policy.profile == ApprovalProfile.id))
+            .switch(Policy).join(Directory, peewee.JOIN.LEFT_OUTER, on=(Policy.directory == Directory.id))
+            .where(Policy.organisation == organisation).order_by(Policy.position, Policy.id))
 
 
 def to_rule(policy: Policy) -> Rule:
@@ -399,14 +403,11 @@ def rules_for(organisation: Organisation) -> list[Rule]:
     return [to_rule(p) for p in policies_of(organisation)]
 
 
-def fallback_directories(profile: ApprovalProfile) -> list[Directory | None]:
-    """The profile's fallback directories in order (None = the local directory)."""
-    links = ProfileDirectory.select().where(ProfileDirectory.profile == profile).order_by(
-        ProfileDirectory.position, ProfileDirectory.id)
-    return [link.directory for link in links]
+fallback_directories = directories_of  # the profile's fallback directories, in order
 
 
-def candidate_directories(organisation: Organisation) -> list[Directory | None]:
+def candidate_directories(organisation: Organisation, *, default: ApprovalProfile | None = None,
+                          policies: list[Policy] | None = None) -> list[Directory | None]:
     """Where a user is looked up, in order (the first directory that knows them wins):
 
     1. the default profile's fallback directories, in their order (local accounts first
@@ -414,7 +415,8 @@ def candidate_directories(organisation: Organisation) -> list[Directory | None]:
     2. then the directories named by enabled policies, top to bottom, that are not
        listed yet, so a policy for another directory can still match its users.
 
-    With neither, the local directory."""
+    With neither, the local directory. ``default`` and ``policies`` save the queries
+    when the caller has them already (policies as :func:`policies_of` gives them)."""
     seen: set[int | None] = set()
     ordered: list[Directory | None] = []
 
@@ -424,12 +426,14 @@ def candidate_directories(organisation: Organisation) -> list[Directory | None]:
             seen.add(key)
             ordered.append(directory)
 
-    default = default_profile(organisation)
+    if default is None:
+        default = default_profile(organisation)
     if default is not None:
         for directory in fallback_directories(default):
             add(directory)
-    for policy in policies_of(organisation).where(Policy.enabled == True):
-        add(policy.directory)
+    for policy in policies if policies is not None else policies_of(organisation):
+        if policy.enabled:
+            add(policy.directory)
     if not ordered:
         add(None)
     return ordered
@@ -458,6 +462,7 @@ class Resolution:
     profile: ApprovalProfile | None = None
     approver: Approver | None = None
     error: str | None = None  # a directory could not answer: nothing can be decided
+    directory_down: bool = False  # the error is an LDAP directory's (not a local ambiguity)
 
     @property
     def found(self) -> bool:
@@ -519,12 +524,15 @@ def decide(organisation: Organisation, identifier: str) -> Resolution:
     if valid_identifier(identifier) is None:
         resolution.error = "enter a username or email (not empty, at most 256 characters, no control characters)"
         return resolution
-    for directory in candidate_directories(organisation):
+    default = default_profile(organisation)
+    stored = list(policies_of(organisation))
+    for directory in candidate_directories(organisation, default=default, policies=stored):
         resolution.searched.append(directory_label(directory))
         try:
             user = find_local_user(organisation, identifier) if directory is None else find_user(directory, identifier)
         except DirectoryError as exc:
             resolution.error = f"{directory_label(directory)}: {exc}"
+            resolution.directory_down = directory is not None
             return resolution
         if user is not None:
             resolution.user, resolution.directory = user, directory
@@ -532,10 +540,12 @@ def decide(organisation: Organisation, identifier: str) -> Resolution:
     if resolution.user is None:
         return resolution
     resolution.subject = subject_for(resolution.user, resolution.directory)
-    default = default_profile(organisation)
-    resolution.decision = evaluate(rules_for(organisation), resolution.subject, default.id if default else None)
-    if resolution.decision.profile_id is not None:
-        resolution.profile = ApprovalProfile.get_or_none(ApprovalProfile.id == resolution.decision.profile_id)
+    resolution.decision = evaluate([to_rule(p) for p in stored], resolution.subject, default.id if default else None)
+    chosen = resolution.decision.profile_id
+    if chosen is not None:
+        known = [default] + [p.profile for p in stored] if default else [p.profile for p in stored]
+        resolution.profile = next((p for p in known if p.id == chosen), None) or ApprovalProfile.get_or_none(
+            ApprovalProfile.id == chosen)
     if resolution.profile is not None and resolution.profile.kind == "manager":
         resolution.approver = approver_for(resolution.profile, resolution.user, resolution.directory)
     return resolution

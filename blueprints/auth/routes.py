@@ -11,7 +11,7 @@ from wtforms import BooleanField, HiddenField, PasswordField, StringField
 from wtforms.validators import DataRequired, Length, Optional
 
 from models import Account, UserSession, utcnow
-from services import accounts, audit, lockout, password_policy, password_reset, passwords, policy, signin
+from services import audit, lockout, password_policy, password_reset, passwords, policy, signin
 from services.directory import DirectoryError, bind_as_user
 
 from ..deferred import after_response
@@ -98,28 +98,22 @@ def login_password():
     if not form.validate():
         return render("auth/password.html", form=form, status=422)
     organisation = signin.organisation_for(form.account_id.data)
+    rules = password_policy.policy_for(organisation) if organisation is not None else None
     try:
         lockout.check_ip(client_ip())
-        account, resolution = _check_password(organisation, form.identifier.data, form.password.data)
-    except DirectoryError:
+        account, resolution = _check_password(organisation, form.identifier.data, form.password.data,
+                                              lockout.settings_from(rules))
+    except DirectoryError as exc:
+        _password_failed(form, organisation, f"directory unreachable: {exc}")
         form.password.errors = ["Your organisation's directory cannot be reached right now. Try again in a few minutes."]
         return render("auth/password.html", form=form, status=503)
     except (lockout.Locked, lockout.IpThrottled) as exc:
-        audit.record(
-            "sign_in.password", actor=form.identifier.data[:320], target=form.identifier.data[:320],
-            organisation=organisation.slug if organisation else None, ip=client_ip(),
-            user_agent=request.user_agent.string, outcome="failure",
-            details={"reason": "locked" if isinstance(exc, lockout.Locked) else "throttled per IP"},
-        )
+        _password_failed(form, organisation, "locked" if isinstance(exc, lockout.Locked) else "throttled per IP")
         form.password.errors = [str(exc)]
         form.password.data = ""
         return render("auth/password.html", form=form, status=429)
     if account is None:
-        audit.record(
-            "sign_in.password", actor=form.identifier.data[:320], target=form.identifier.data[:320],
-            organisation=organisation.slug if organisation else None, ip=client_ip(),
-            user_agent=request.user_agent.string, outcome="failure", details={"reason": "wrong username or password"},
-        )
+        _password_failed(form, organisation, "wrong username or password")
         # After the answer: a known user's failure notice must not make it slower (SECURITY.md 8).
         after_response(signin.password_failed, resolution, ip=client_ip(), user_agent=request.user_agent.string)
         form.password.errors = ["Wrong username or password."]
@@ -127,7 +121,7 @@ def login_password():
         return render("auth/password.html", form=form, status=422)
     if resolution is not None and resolution.profile is not None and resolution.profile.kind == "manager":
         return _start_email_sign_in(form, organisation, password_checked=True, template="auth/password.html")
-    must_change = password_policy.needs_change(account)  # expired: marks must_change_password
+    must_change = password_policy.needs_change(account, rules)  # expired: marks must_change_password
     second_factor = sign_in(account, "password")
     if second_factor:  # the second-factor step finishes the sign-in
         return redirect_to(url_for("account.login_totp", next=safe_next(form.next.data)) if safe_next(form.next.data) else second_factor)
@@ -139,6 +133,15 @@ def login_password():
         flash("Your password has expired. Choose a new one to go on.", "warning")
         return redirect_to(url_for("auth.change_password", next=safe_next(form.next.data)))
     return redirect_to(safe_next(form.next.data) or url_for("auth.account"))
+
+
+def _password_failed(form, organisation, reason: str) -> None:
+    """Audit a password sign-in that did not pass, and why."""
+    audit.record(
+        "sign_in.password", actor=form.identifier.data[:320], target=form.identifier.data[:320],
+        organisation=organisation.slug if organisation else None, ip=client_ip(),
+        user_agent=request.user_agent.string, outcome="failure", details={"reason": reason},
+    )
 
 
 def _reserve_attempt(organisation, identifier: str, account, password: str, settings) -> None:
@@ -154,27 +157,26 @@ def _reserve_attempt(organisation, identifier: str, account, password: str, sett
         raise
 
 
-def _check_password(organisation, identifier: str, password: str):
+def _check_password(organisation, identifier: str, password: str, settings: lockout.Settings):
     """(account, resolution) when the password is right, (None, resolution) otherwise.
     Unknown users cost one password hash too. DirectoryError when LDAP is down;
     lockout.Locked when the account (or the unknown identifier) is locked."""
-    settings = lockout.settings_for(organisation)
     if organisation is None:
         _reserve_attempt(None, identifier, None, password, settings)
         passwords.check_password(None, password)
         return None, None
     resolution = policy.decide(organisation, identifier)
     user = resolution.user
+    if user is None and resolution.directory_down:
+        raise DirectoryError(resolution.error)  # not "wrong password": nothing is counted
     if user is None or user.source == "local":
-        account = accounts.find_local(organisation, identifier) if user else None
+        account = user.account if user else None
         usable = account is not None and account.status == "active"
         _reserve_attempt(organisation, identifier, account if usable else None, password, settings)
         if passwords.check_password(account if usable else None, password) and usable:
             _password_passed(account)
             return account, resolution
         return None, resolution
-    if resolution.error and user is None:
-        raise DirectoryError(resolution.error)
     known = Account.get_or_none((Account.organisation == organisation) & (Account.directory == resolution.directory)
                                 & (Account.external_id == (user.unique_id or user.dn)))
     _reserve_attempt(organisation, identifier, known, password, settings)

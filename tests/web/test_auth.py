@@ -4,9 +4,10 @@ import re
 
 import pytest
 
-from models import Account, AuditEvent, UserSession
+from models import Account, ApprovalProfile, AuditEvent, Directory, ProfileDirectory, UserSession
 from services import sessions
 from tests.support.factories import PASSWORD, sign_in
+from tests.support.slapd import free_port
 
 CSRF = re.compile(r'(?<=value=")[^"]{40,}(?=")|(?<="X-CSRFToken": ")[^"]+')
 
@@ -59,6 +60,30 @@ def test_failed_and_successful_sign_ins_are_audited_without_the_password(client,
         actions = [(e.action, e.outcome) for e in AuditEvent.select().order_by(AuditEvent.id)]
         assert ("sign_in.password", "failure") in actions and ("sign_in.completed", "success") in actions
         assert not any("not-it" in str(e.details) or PASSWORD in str(e.details) for e in AuditEvent.select())
+
+
+def test_a_directory_that_is_down_is_said_and_counts_nothing(client, app, ann):
+    with app.app_context():
+        dead = Directory.create(organisation=ann.organisation, name="Dead LDAP", base_dn="dc=example,dc=org",
+                                servers=[f"ldap://127.0.0.1:{free_port()}"], connect_timeout=1, receive_timeout=1)
+        profile = ApprovalProfile.create(organisation=ann.organisation, name="Default", kind="user", is_default=True,
+                                         server_url="http://gatehouse.test", subject="Sign in", message="{link}")
+        ProfileDirectory.create(profile=profile, directory=None, position=0)
+        ProfileDirectory.create(profile=profile, directory=dead, position=1)
+    sign_in(client, "ann")  # a local account is found before the directory is asked
+    client.post("/logout", {})
+    client.get("/login/password")
+    for attempt in range(12):  # more than the lockout threshold
+        response = client.post("/login/password", {"identifier": "dave", "password": "whatever it is"})
+        assert response.status_code == 503
+        assert "directory cannot be reached right now" in response.get_data(as_text=True)
+    with app.app_context():
+        failures = AuditEvent.select().where(AuditEvent.action == "sign_in.password")
+        assert failures.count() == 12
+        assert all(e.outcome == "failure" and e.details["reason"].startswith("directory unreachable: Dead LDAP")
+                   for e in failures)
+        assert Account.get(Account.username == "ann").failed_attempts == 0
+    sign_in(client, "ann")  # nobody was locked out by the outage
 
 
 def test_inactive_account_cannot_sign_in(client, app, ann):
