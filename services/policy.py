@@ -406,7 +406,10 @@ def rules_for(organisation: Organisation) -> list[Rule]:
 fallback_directories = directories_of  # the profile's fallback directories, in order
 
 
-def candidate_directories(organisation: Organisation, *, default: ApprovalProfile | None = None,
+_UNREAD = object()  # "the caller has not read it": None is a real answer for the default profile
+
+
+def candidate_directories(organisation: Organisation, *, default=_UNREAD,
                           policies: list[Policy] | None = None) -> list[Directory | None]:
     """Where a user is looked up, in order (the first directory that knows them wins):
 
@@ -426,7 +429,7 @@ def candidate_directories(organisation: Organisation, *, default: ApprovalProfil
             seen.add(key)
             ordered.append(directory)
 
-    if default is None:
+    if default is _UNREAD:
         default = default_profile(organisation)
     if default is not None:
         for directory in fallback_directories(default):
