@@ -13,6 +13,8 @@ import secrets
 
 from models import Account, UserSession, utcnow
 
+from . import audit
+
 IDLE_TIMEOUT = dt.timedelta(minutes=30)
 ABSOLUTE_TIMEOUT = dt.timedelta(hours=12)
 # Refreshing last_seen_at on every request would be one write per page: do it at most this often.
@@ -56,16 +58,22 @@ def load(token: str | None) -> UserSession | None:
     if session is None or session.ended_at is not None:
         return None
     if session.expires_at <= now or session.last_seen_at + IDLE_TIMEOUT <= now or session.account.status != "active":
-        end_session(session)
+        if end_session(session) and session.acting_role and session.account.status == "active":
+            # An elevated session is over: said in the audit log once, by the request that ends it.
+            audit.record("session.elevation_ended", actor=session.account.username, target=session.account.username,
+                         organisation=session.account.organisation.slug, ip=session.ip, user_agent=session.user_agent,
+                         details={"role": session.acting_role,
+                                  "reason": "time ran out" if session.expires_at <= now else "idle too long"})
         return None
     if now - session.last_seen_at >= TOUCH_INTERVAL:
         UserSession.update(last_seen_at=now).where(UserSession.id == session.id).execute()
     return session
 
 
-def end_session(session: UserSession) -> None:
-    """End one session."""
-    UserSession.update(ended_at=utcnow()).where((UserSession.id == session.id) & UserSession.ended_at.is_null()).execute()
+def end_session(session: UserSession) -> bool:
+    """End one session; False when it had already ended."""
+    return UserSession.update(ended_at=utcnow()).where(
+        (UserSession.id == session.id) & UserSession.ended_at.is_null()).execute() == 1
 
 
 def end(token: str | None) -> None:

@@ -336,6 +336,8 @@ def test_after_15_minutes_the_session_is_over_and_the_page_says_why(app, client,
     assert "Your owner session ended at" in page and "elevation lasts 15 minutes" in page
     assert "Your owner session ended" not in body(client.get("/login"))  # said once
     assert session_row(app, token).ended_at is not None
+    [event] = audit_rows(app, "session.elevation_ended")  # written once, by the request that found it over
+    assert event.actor == "tina" and event.details == {"role": "owner", "reason": "time ran out"}
 
 
 def test_an_elevation_ended_by_an_admin_is_not_called_expired(app, client, tina):
@@ -345,6 +347,7 @@ def test_an_elevation_ended_by_an_admin_is_not_called_expired(app, client, tina)
     stored(app, lambda: sessions.end(token))
     page = body(client.get("/login"))
     assert "owner session ended" not in page and "Elevated to owner" not in page
+    assert audit_rows(app, "session.elevation_ended") == []  # ending it was someone's act, audited there
 
 
 # --------------------------------------------------------------------------- HTMX
