@@ -159,7 +159,7 @@ def _replace(session: UserSession, account: Account, *, ip: str, user_agent: str
             (UserSession.id == session.id) & UserSession.ended_at.is_null()).execute()
         if ended != 1:
             return None
-        return sessions.start(account, session.method, ip=ip, user_agent=user_agent, **options)
+        return sessions.start(account, session.method, ip=ip, user_agent=user_agent, sign_in=False, **options)
 
 
 def elevate(account: Account, session: UserSession | None, password: str, code: str | None = None, *,

@@ -27,11 +27,13 @@ def token_hash(token: str) -> str:
 
 
 def start(account: Account, method: str, ip: str = "", user_agent: str = "", *, acting_role: str | None = None,
-          lifetime: dt.timedelta | None = None) -> str:
+          lifetime: dt.timedelta | None = None, sign_in: bool = True) -> str:
     """Create a session for ``account``; return the token for the cookie.
 
     ``acting_role`` makes it an elevated session acting with that role instead of the
-    account's own; ``lifetime`` replaces the absolute timeout (never longer than it)."""
+    account's own; ``lifetime`` replaces the absolute timeout (never longer than it).
+    ``sign_in=False`` (a session replacing another, as elevation does) leaves the
+    account's last sign-in time alone."""
     token = secrets.token_urlsafe(32)
     now = utcnow()
     lifetime = min(lifetime, ABSOLUTE_TIMEOUT) if lifetime is not None else ABSOLUTE_TIMEOUT
@@ -39,7 +41,8 @@ def start(account: Account, method: str, ip: str = "", user_agent: str = "", *, 
         token_hash=token_hash(token), account=account, method=method, ip=ip[:64], user_agent=user_agent[:512],
         created_at=now, last_seen_at=now, expires_at=now + lifetime, acting_role=acting_role,
     )
-    Account.update(last_sign_in_at=now).where(Account.id == account.id).execute()
+    if sign_in:
+        Account.update(last_sign_in_at=now).where(Account.id == account.id).execute()
     return token
 
 

@@ -129,6 +129,7 @@ def test_elevation_replaces_the_session_with_a_15_minute_owner_session(app, clie
     assert 'href="/account/elevate"' in body(client.get("/account"))
     assert client.get(SETTINGS_PAGE).status_code == 403
     old = cookie(client)
+    signed_in_at = stored(app, lambda: Account.get(Account.username == "tina").last_sign_in_at)
     page = client.get("/account/elevate")
     assert page.status_code == 200 and 'name="password"' in body(page) and 'name="code"' not in body(page)
     assert "Elevated to owner" not in body(page)
@@ -158,6 +159,8 @@ def test_elevation_replaces_the_session_with_a_15_minute_owner_session(app, clie
     assert (event.actor, event.target, event.organisation, event.outcome) == ("tina", "tina", "acme", "success")
     assert event.details["role"] == "owner" and event.details["minutes"] == 15
     assert PASSWORD not in str(event.details) and new not in str(event.details)
+    # Elevating is not signing in: the account's last sign-in stays the real one.
+    assert stored(app, lambda: Account.get(Account.username == "tina").last_sign_in_at) == signed_in_at
 
 
 def test_minutes_left_are_computed_on_the_server(app, client, tina):
