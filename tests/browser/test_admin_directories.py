@@ -152,3 +152,25 @@ def test_phone_viewport_has_no_horizontal_scroll(live_server, admin_page, embedd
             path=str(Path(os.environ["GATEHOUSE_SCREENSHOT_DIR"]) / "phone-directory-lookup.png"), caret="initial")
     assert scroll_width <= 390, f"{where} is {scroll_width}px wide on a 390px phone"
     watch.assert_clean()
+
+
+def test_on_a_laptop_every_row_action_is_in_view(live_server, admin_page, embedded_ldap):
+    page = admin_page
+    directory = _demo_directory(live_server, embedded_ldap, "Head office Active Directory")
+    with live_server.app.app_context():
+        db.connect(reuse_if_open=True)
+        try:
+            Directory.update(servers=["ldaps://dc01.head-office.example.com:636",
+                                      "ldaps://dc02.head-office.example.com:636"],
+                             base_dn="ou=people,dc=head-office,dc=example,dc=com",
+                             tls_mode="ldaps").where(Directory.id == directory.id).execute()
+        finally:
+            db.close()
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.goto(f"{live_server.url}/admin/directories")
+    page.wait_for_load_state("load")
+    snap(page, "laptop-directories-list")
+    wrap = page.locator("#directory-table .table-wrap").bounding_box()
+    delete = page.get_by_role("link", name="Delete").bounding_box()
+    assert delete["x"] + delete["width"] <= wrap["x"] + wrap["width"], "Delete is cut off at 1280 px"
+    assert page.evaluate("document.querySelector('#directory-table .table-wrap').scrollWidth") <= wrap["width"] + 1
