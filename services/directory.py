@@ -52,6 +52,8 @@ _DEAD_RESULTS = {"busy", "unavailable", "serverDown"}
 _ATTRIBUTE_NAME = re.compile(r"^(?:[A-Za-z][A-Za-z0-9-]*|[0-9]+(?:\.[0-9]+)+)(?:;[A-Za-z0-9-]+)*$")
 _DEPARTMENT_ATTRIBUTES = ("department", "departmentNumber", "ou")
 _NAME_ATTRIBUTES = ("cn", "displayName")
+# Searched by the users page too: a surname finds "Alice Adams" by "Adams".
+_SEARCHED_NAME_ATTRIBUTES = (*_NAME_ATTRIBUTES, "sn")
 _ID_ATTRIBUTES = ("entryUUID", "objectGUID")
 
 
@@ -970,8 +972,8 @@ SEARCH_LIMIT = 200
 
 
 def search_users(directory: Directory, query: str, limit: int = 50, page_size: int = 50) -> list[DirectoryUser]:
-    """People under ``base_dn`` whose login attributes, mail, cn or displayName start with
-    ``query`` (case-insensitively, as the server compares), at most ``limit`` of them.
+    """People under ``base_dn`` whose login attributes, mail, cn, displayName or surname
+    (sn) start with ``query`` (case-insensitively, as the server compares), at most ``limit`` of them.
 
     The value is escaped (RFC 4515) before the ``*`` is appended, so ``*`` or ``)(`` in
     the query are literal. Results come through the simple paged results control
@@ -987,7 +989,7 @@ def search_users(directory: Directory, query: str, limit: int = 50, page_size: i
     logins = _login_attributes(directory)
     mail_attribute = directory.mail_attribute if valid_attribute_name(directory.mail_attribute) else "mail"
     searched: list[str] = []
-    for name in [*logins, mail_attribute, *_NAME_ATTRIBUTES]:
+    for name in [*logins, mail_attribute, *_SEARCHED_NAME_ATTRIBUTES]:
         if name.lower() not in {n.lower() for n in searched}:
             searched.append(name)
     prefix = escape_filter_chars(value) + "*"

@@ -36,6 +36,7 @@ def test_search_users_matches_prefixes_of_login_mail_and_names(example):
     _org, directory = example
     assert [u.username for u in directory_service.search_users(directory, "ali")] == ["alice"]
     assert [u.username for u in directory_service.search_users(directory, "Alice Ad")] == ["alice"]   # cn / displayName
+    assert [u.username for u in directory_service.search_users(directory, "adams")] == ["alice"]      # surname (sn)
     assert [u.username for u in directory_service.search_users(directory, "carol@")] == ["carol"]     # mail
     alice = directory_service.search_users(directory, "alice")[0]
     assert alice.mail == "alice@example.org" and alice.unique_id and alice.dn.startswith("uid=alice,")
