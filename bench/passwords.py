@@ -128,6 +128,7 @@ def cpu_seconds(pid: int) -> float | None:
 def serve_in_child(app) -> tuple[int, int]:
     """Serve ``app`` from a forked process of its own; (pid, port)."""
     server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=QuietHandler)
+    app.extensions["gatehouse.database"].close_all()  # no SQLite connection may cross the fork
     pid = os.fork()
     if pid == 0:  # the server process
         try:

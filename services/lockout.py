@@ -113,6 +113,13 @@ def reserve(account: Account, settings: Settings, now: dt.datetime | None = None
     raise Locked(until or now + dt.timedelta(minutes=settings.minutes))
 
 
+def release(account: Account) -> None:
+    """Give back the attempt :func:`reserve` counted when the password could not be
+    checked at all (the directory did not answer). A lock it set stays."""
+    Account.update(failed_attempts=Account.failed_attempts - 1).where(
+        (Account.id == account.id) & (Account.failed_attempts > 0) & Account.locked_until.is_null()).execute()
+
+
 def succeeded(account: Account) -> None:
     """A right password: the count starts again and any lock is lifted."""
     Account.update(failed_attempts=0, locked_until=None).where(Account.id == account.id).execute()

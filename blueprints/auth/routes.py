@@ -168,7 +168,9 @@ def _check_password(organisation, identifier: str, password: str, settings: lock
     resolution = policy.decide(organisation, identifier)
     user = resolution.user
     if user is None and resolution.directory_down:
-        raise DirectoryError(resolution.error)  # not "wrong password": nothing is counted
+        # Not "wrong password", and nothing is counted; one hash, as any answer costs.
+        passwords.check_password(None, password)
+        raise DirectoryError(resolution.error)
     if user is None or user.source == "local":
         account = user.account if user else None
         usable = account is not None and account.status == "active"
@@ -180,8 +182,13 @@ def _check_password(organisation, identifier: str, password: str, settings: lock
     known = Account.get_or_none((Account.organisation == organisation) & (Account.directory == resolution.directory)
                                 & (Account.external_id == (user.unique_id or user.dn)))
     _reserve_attempt(organisation, identifier, known, password, settings)
-    if not bind_as_user(resolution.directory, user, password):
-        return None, resolution
+    try:
+        if not bind_as_user(resolution.directory, user, password):
+            return None, resolution
+    except DirectoryError:
+        if known is not None and known.status == "active":
+            lockout.release(known)  # the directory failed, not the person: the attempt does not count
+        raise
     account = signin.account_for(organisation, user, resolution.directory)
     if account.status != "active":
         return None, resolution

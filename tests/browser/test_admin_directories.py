@@ -174,3 +174,5 @@ def test_on_a_laptop_every_row_action_is_in_view(live_server, admin_page, embedd
     delete = page.get_by_role("link", name="Delete").bounding_box()
     assert delete["x"] + delete["width"] <= wrap["x"] + wrap["width"], "Delete is cut off at 1280 px"
     assert page.evaluate("document.querySelector('#directory-table .table-wrap').scrollWidth") <= wrap["width"] + 1
+    edit = page.get_by_role("link", name="Edit").bounding_box()
+    assert (edit["x"], edit["width"]) == (delete["x"], delete["width"])  # stacked, one above the other

@@ -100,6 +100,22 @@ def test_success_resets_the_count(ann):
     assert Account.get_by_id(ann.id).locked_until is None
 
 
+def test_an_attempt_the_directory_could_not_check_is_given_back(ann):
+    settings = lockout.Settings(threshold=3, minutes=15)
+    lockout.reserve(ann, settings)
+    lockout.reserve(ann, settings)
+    lockout.release(ann)  # the second one: the LDAP bind could not be made
+    assert Account.get_by_id(ann.id).failed_attempts == 1
+    lockout.release(ann)
+    lockout.release(ann)  # never below zero
+    assert Account.get_by_id(ann.id).failed_attempts == 0
+    for _ in range(3):
+        lockout.reserve(ann, settings)
+    lockout.release(ann)  # a lock already set stays
+    locked = Account.get_by_id(ann.id)
+    assert locked.locked_until is not None and locked.failed_attempts == 3
+
+
 def test_unknown_identifiers_lock_the_same_way(ann):
     settings = lockout.Settings(threshold=3, minutes=15)
     for _ in range(3):
