@@ -50,9 +50,37 @@ class Account(BaseModel):
         indexes = ((("organisation", "username"), True),)
 
 
+# The display name from its second / third word, lower-cased; NULL when it has no such
+# word. {find} is INSTR on SQLite, STRPOS on PostgreSQL. Written with literals, not
+# parameters: a query uses an expression index only with the very same expression.
+_REST = "SUBSTR(\"display_name\", {find}(\"display_name\", ' ') + 1)"
+NAME_WORD_EXPRESSIONS = {
+    2: ("CASE WHEN {find}(\"display_name\", ' ') > 0 "
+        "THEN LOWER(SUBSTR(\"display_name\", {find}(\"display_name\", ' ') + 1)) END"),
+    3: (f"CASE WHEN {{find}}(\"display_name\", ' ') > 0 AND {{find}}({_REST}, ' ') > 0 "
+        f"THEN LOWER(SUBSTR({_REST}, {{find}}({_REST}, ' ') + 1)) END"),
+}
+
+
+class NameFromWord(peewee.ColumnBase):
+    """``NAME_WORD_EXPRESSIONS[word]`` for the database the query is built for. The column
+    is unqualified: use it in queries that read the account table alone."""
+
+    def __init__(self, word: int):
+        super().__init__()
+        self.word = word
+
+    def __sql__(self, ctx):
+        find = "STRPOS" if ctx.state.param == "%s" else "INSTR"  # PostgreSQL's placeholder is %s
+        return ctx.literal("(" + NAME_WORD_EXPRESSIONS[self.word].format(find=find) + ")")
+
+
 # The users page searches by case-insensitive prefix (services/users.py): one ordered
-# index range per searched column and organisation, the same on SQLite and PostgreSQL.
-for _column, _name in ((Account.username, "account_search_username"), (Account.email, "account_search_email"),
-                       (Account.display_name, "account_search_display_name")):
-    Account.add_index(Account.index(Account.organisation, peewee.fn.LOWER(_column), name=_name))
-del _column, _name
+# index range per searched expression and organisation, the same on SQLite and PostgreSQL.
+for _expression, _name in ((peewee.fn.LOWER(Account.username), "account_search_username"),
+                           (peewee.fn.LOWER(Account.email), "account_search_email"),
+                           (peewee.fn.LOWER(Account.display_name), "account_search_display_name"),
+                           (NameFromWord(2), "account_search_name_word2"),
+                           (NameFromWord(3), "account_search_name_word3")):
+    Account.add_index(Account.index(Account.organisation, _expression, name=_name))
+del _expression, _name

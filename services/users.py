@@ -1,20 +1,20 @@
 """The admin users page: searching and paging accounts (and directory entries that have
 no account yet), creating and editing local users, CSV import and export.
 
-Search design. A search matches the *start* of the username, the email or the display
-name, ignoring case (ASCII case on SQLite, whose LOWER() folds only ASCII). A prefix is
-one range of an ordered index, ``LOWER(column) >= 'ab' AND LOWER(column) < 'ac'``, on
-indexes ``(organisation_id, LOWER(column))`` (migration m0006), so the cost follows the
+Search design. A search matches the *start* of the username, the email, the display
+name, or the display name from its second or third word ("Smith" finds "John Smith"),
+ignoring case (ASCII case on SQLite, whose LOWER() folds only ASCII). A prefix is one
+range of an ordered index, ``LOWER(column) >= 'ab' AND LOWER(column) < 'ac'``, on indexes
+``(organisation_id, expression)`` (migrations m0006, m0009), so the cost follows the
 number of matches, not the number of accounts; a substring (``LIKE '%ab%'``) would read
-every account on both databases. Results are ordered by ``LOWER(username), id`` and paged
-by keyset (``after`` = the last row's key), 50 to a page.
+every account on both databases.
 
-Per organisation, two plans: when few accounts match (a cheap capped count of each
-column's range), the matching ids are collected from the three ranges and sorted; when
-many match, the username index is walked in order and filtered, which finds a page of
-matches quickly precisely because they are dense. Managed organisations are queried one
-by one and merged, so a parent organisation's admin pages through the children's users
-without sorting all of them. The prefix range relies on code point order: SQLite's
+Results come in streams, one per searched expression in that order — the username
+matches by username, then the email matches that are not username matches by email, and
+so on — each an ordered walk of its index, read only as far as the page needs; a page is
+paged by keyset (``after`` = the stream, id and sort key of the last row), 50 to a page.
+Managed organisations are queried one by one and merged, so a parent organisation's
+admin pages through the children's users without sorting all of them. The prefix range relies on code point order: SQLite's
 BINARY collation, and on PostgreSQL an explicit ``COLLATE "C"`` on the searched expression
 and its index, whatever collation the database was created with.
 
@@ -37,6 +37,7 @@ import peewee
 from peewee import fn
 
 from models import ROLES, STATUSES, Account, AuditEvent, Directory, Organisation, db, is_postgres, utcnow
+from models.account import NameFromWord
 
 from . import access, accounts, audit
 from . import directory as directory_service
@@ -156,16 +157,22 @@ def _in_range(expression, bounds):
     return condition if high is None else condition & (expression < high)
 
 
-# The searched columns in list order: username matches first, then email, then name.
-STREAMS = ("username", "email", "display_name")
+# The searched expressions in list order: username matches first, then email, then the
+# display name, then the display name from its second word and from its third ("Smith"
+# finds "John Smith" and "Mary Ann Smith").
+STREAMS = ("username", "email", "display_name", "name_word2", "name_word3")
 
 
 def _column(stream: int):
-    expression = fn.LOWER(getattr(Account, STREAMS[stream]))
+    name = STREAMS[stream]
+    if name.startswith("name_word"):
+        expression = NameFromWord(int(name[-1]))  # the expression of its index (models.account)
+    else:
+        expression = fn.LOWER(getattr(Account, name))
     if is_postgres():
         # A prefix is one range only in code-point order: under a collation that ignores
         # punctuation ("ann.smith" sorts as "annsmith") a search for "ann." would miss it.
-        # The indexes are built with the same collation (migration m0008).
+        # The indexes are built with the same collation (migrations m0008, m0009).
         return peewee.NodeList((expression, peewee.SQL('COLLATE "C"')))
     return expression
 
@@ -204,8 +211,8 @@ def _organisation_page(organisation_id: int, filters: Filters, after, limit: int
 
     Without a query: by username. With one: the username matches by username, then the
     email matches (that are not username matches) by email, then the display name
-    matches by display name; each part is an ordered walk of its index, read only as far
-    as the page needs."""
+    matches, then the later-word matches; each part is an ordered walk of its index,
+    read only as far as the page needs."""
     first, key, last_id = after if after is not None else (0, None, None)
     if not filters.query and first != 0:
         return []

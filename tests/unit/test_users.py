@@ -43,6 +43,21 @@ def test_username_matches_come_first_then_email_then_name(acme):
     assert [a.username for a in page.accounts] == ["sam", "sammy", "zed", "yan"]
 
 
+def test_a_later_word_of_the_name_finds_the_user_after_the_other_matches(acme):
+    add(acme, "jsmith", display_name="John Smith")
+    add(acme, "mas", display_name="Mary Ann Smith")
+    add(acme, "smithers", display_name="Waylon Smithers")   # username match
+    add(acme, "sue", display_name="Smith Sue")              # display name match (first word)
+    add(acme, "twice", display_name="Smith Smith Smithson")  # first word and later words: listed once
+    add(acme, "other", display_name="Other Blacksmith")     # "smith" inside a word is no match
+    page = users.search(acme, users.Filters(query="smith"), include_directories=False)
+    # Username, then display name (in name order), then the second word, then the third.
+    assert [a.username for a in page.accounts] == ["smithers", "twice", "sue", "jsmith", "mas"]
+    assert [a.username for a in users.search(acme, users.Filters(query="Ann Smi")).accounts] == ["mas"]
+    assert [a.username for a in users.search(acme, users.Filters(query="blacksmith")).accounts] == ["other"]
+    assert every_page(acme, users.Filters(query="smith"), 1) == [a.username for a in page.accounts]
+
+
 @pytest.mark.parametrize("limit", [1, 2, 3, 50])
 def test_paging_returns_every_match_once_across_columns_and_organisations(acme, limit):
     child = Organisation.create(slug="kid", name="Kid", parent=acme)
@@ -181,3 +196,39 @@ def test_a_prefix_with_punctuation_is_found_under_a_collation_that_ignores_it(ac
     finally:  # the PostgreSQL test database is shared by the session: put the columns back
         for column, length in columns:
             db.execute_sql(f'ALTER TABLE account ALTER COLUMN {column} TYPE VARCHAR({length}) COLLATE "default"')
+
+
+def test_the_later_word_searches_walk_their_indexes(acme, monkeypatch):
+    """Each later-word stream is one range of its expression index (migration m0009), on
+    SQLite and on PostgreSQL: the query's expression is the index's, literally."""
+    from models import db, is_postgres
+
+    for index in range(30):
+        add(acme, f"user{index}", display_name=f"Mary Ann{index} Smith{index}")
+    statements = []
+    real = type(db.obj).execute_sql
+    monkeypatch.setattr(type(db.obj), "execute_sql",
+                        lambda self, sql, params=None, *a, **k: statements.append((sql, params)) or real(self, sql, params, *a, **k))
+    assert len(users.search(acme, users.Filters(query="smith"), include_directories=False).accounts) == 30
+    monkeypatch.undo()
+
+    def sorted_by(sql):  # the expression a stream's query selects as its sort key
+        return sql.split(' AS "sort_key"')[0].rsplit('", (', 1)[-1] if ' AS "sort_key"' in sql else ""
+
+    streams = [(sql, params) for sql, params in statements if "CASE WHEN" in sorted_by(sql)]
+    searches = {"name_word2": next(s for s in streams if " AND " not in sorted_by(s[0])),
+                "name_word3": next(s for s in streams if " AND " in sorted_by(s[0]))}
+    for name, (sql, params) in searches.items():
+        if is_postgres():
+            db.execute_sql("SET enable_seqscan = off")  # a tiny table would be read whole otherwise
+            try:
+                plan = " ".join(row[0] for row in db.execute_sql("EXPLAIN " + sql, params).fetchall())
+            finally:
+                db.execute_sql("SET enable_seqscan = on")
+        else:
+            plan = " ".join(str(row[-1]) for row in db.execute_sql("EXPLAIN QUERY PLAN " + sql, params).fetchall())
+        assert f"account_search_{name}" in plan, plan
+        # The prefix is the index range, not a filter over the organisation's accounts.
+        ranged = "<expr>>? AND <expr><?" in plan if not is_postgres() else "END)::text >= 'smith'" in plan.split(
+            "Index Cond:", 1)[-1].split("Filter:", 1)[0]
+        assert ranged, plan

@@ -1,0 +1,29 @@
+"""Users page search by a later word of the display name ("Smith" finds "John Smith"):
+two expression indexes on (organisation, the display name from its second word) and
+(organisation, from its third word), lower-cased, NULL when the name has no such word.
+On PostgreSQL in code-point order (``COLLATE "C"``) like the other search indexes (m0008).
+
+The expressions are written out here and in ``services.users.NAME_WORD_EXPRESSIONS``
+character for character: a database uses an expression index only for the same
+expression, with literals, not parameters."""
+
+import peewee
+
+# {find} is INSTR (SQLite) or STRPOS (PostgreSQL); the same text as services.users.
+SECOND = ("CASE WHEN {find}(\"display_name\", ' ') > 0 "
+          "THEN LOWER(SUBSTR(\"display_name\", {find}(\"display_name\", ' ') + 1)) END")
+_REST = "SUBSTR(\"display_name\", {find}(\"display_name\", ' ') + 1)"
+THIRD = (f"CASE WHEN {{find}}(\"display_name\", ' ') > 0 AND {{find}}({_REST}, ' ') > 0 "
+         f"THEN LOWER(SUBSTR({_REST}, {{find}}({_REST}, ' ') + 1)) END")
+INDEXES = (("account_search_name_word2", SECOND), ("account_search_name_word3", THIRD))
+
+
+def upgrade(database, migrator):
+    """Create the two expression indexes."""
+    postgres = isinstance(database, peewee.PostgresqlDatabase)
+    for name, template in INDEXES:
+        expression = template.format(find="STRPOS" if postgres else "INSTR")
+        if postgres:
+            database.execute_sql(f'CREATE INDEX "{name}" ON "account" ("organisation_id", ({expression}) COLLATE "C")')
+        else:
+            database.execute_sql(f'CREATE INDEX "{name}" ON "account" ("organisation_id", ({expression}))')
