@@ -78,6 +78,23 @@ def test_user_approval_in_the_same_browser(app, client, acme, smtp_server):
     assert "Emailed link" in client.get("/account").get_data(as_text=True)
 
 
+def test_a_password_lockout_leaves_the_emailed_link_working(app, client, acme, smtp_server):
+    """The lockout stops password guessing; it must not lock the person out of their
+    mailbox-based sign-in (wrong guesses by someone else would otherwise shut them out)."""
+    client.get("/login/password")
+    for _ in range(10):
+        client.post("/login/password", {"identifier": "ann", "password": "a wrong guess", "account_id": "acme"})
+    with app.app_context():
+        from models import Account
+
+        assert Account.get(Account.username == "ann").locked_until is not None
+    ask_link(client)
+    _, token = link_in(deliver(app, smtp_server, 1)[0])
+    client.get(f"/l/{token}")
+    response = client.post(f"/l/{token}", {"action": "approve"})
+    assert response.status_code == 303 and response.headers["Location"] == "/account"
+
+
 def test_get_and_head_of_the_link_never_change_anything(app, client, acme, smtp_server):
     ask_link(client)
     _, token = link_in(deliver(app, smtp_server, 1)[0])

@@ -116,6 +116,23 @@ def test_get_and_head_never_consume_and_post_sets_the_password_once(app, client,
     assert not any(token in str(e) for e in actions)
 
 
+def test_a_reset_link_lifts_a_lockout(app, client, acme, smtp_server):
+    """Someone locked out by wrong guesses (theirs or an attacker's) gets back in through
+    their mailbox without waiting for the lock to run out."""
+    client.get("/login/password")
+    for _ in range(10):
+        client.post("/login/password", {"identifier": "ann", "password": "a wrong guess"})
+    locked = client.post("/login/password", {"identifier": "ann", "password": PASSWORD})
+    assert locked.status_code == 429 and "this account is locked" in locked.get_data(as_text=True)
+    token = reset_link(client, app, smtp_server)
+    client.get(f"/login/reset/{token}")
+    assert client.post(f"/login/reset/{token}", {"new": NEW, "confirm": NEW}).status_code == 303
+    client.post("/logout", {})
+    sign_in(client, "ann", NEW)
+    with app.app_context():
+        assert Account.get(Account.username == "ann").failed_attempts == 0
+
+
 def test_a_weak_password_is_refused_and_the_link_stays_usable(app, client, acme, smtp_server):
     token = reset_link(client, app, smtp_server)
     client.get(f"/login/reset/{token}")
