@@ -53,12 +53,12 @@ class Account(BaseModel):
 # The display name from its second / third word, lower-cased; NULL when it has no such
 # word. {find} is INSTR on SQLite, STRPOS on PostgreSQL. Written with literals, not
 # parameters: a query uses an expression index only with the very same expression.
-_REST = "SUBSTR(\"display_name\", {find}(\"display_name\", ' ') + 1)"
+# Words may be separated by several spaces (LTRIM).
+_REST = "LTRIM(SUBSTR(\"display_name\", {find}(\"display_name\", ' ') + 1))"  # from the 2nd word
 NAME_WORD_EXPRESSIONS = {
-    2: ("CASE WHEN {find}(\"display_name\", ' ') > 0 "
-        "THEN LOWER(SUBSTR(\"display_name\", {find}(\"display_name\", ' ') + 1)) END"),
+    2: f"CASE WHEN {{find}}(\"display_name\", ' ') > 0 THEN LOWER({_REST}) END",
     3: (f"CASE WHEN {{find}}(\"display_name\", ' ') > 0 AND {{find}}({_REST}, ' ') > 0 "
-        f"THEN LOWER(SUBSTR({_REST}, {{find}}({_REST}, ' ') + 1)) END"),
+        f"THEN LOWER(LTRIM(SUBSTR({_REST}, {{find}}({_REST}, ' ') + 1))) END"),
 }
 
 

@@ -10,11 +10,10 @@ expression, with literals, not parameters."""
 import peewee
 
 # {find} is INSTR (SQLite) or STRPOS (PostgreSQL); the same text as services.users.
-SECOND = ("CASE WHEN {find}(\"display_name\", ' ') > 0 "
-          "THEN LOWER(SUBSTR(\"display_name\", {find}(\"display_name\", ' ') + 1)) END")
-_REST = "SUBSTR(\"display_name\", {find}(\"display_name\", ' ') + 1)"
+_REST = "LTRIM(SUBSTR(\"display_name\", {find}(\"display_name\", ' ') + 1))"  # from the 2nd word
+SECOND = f"CASE WHEN {{find}}(\"display_name\", ' ') > 0 THEN LOWER({_REST}) END"
 THIRD = (f"CASE WHEN {{find}}(\"display_name\", ' ') > 0 AND {{find}}({_REST}, ' ') > 0 "
-         f"THEN LOWER(SUBSTR({_REST}, {{find}}({_REST}, ' ') + 1)) END")
+         f"THEN LOWER(LTRIM(SUBSTR({_REST}, {{find}}({_REST}, ' ') + 1))) END")
 INDEXES = (("account_search_name_word2", SECOND), ("account_search_name_word3", THIRD))
 
 

@@ -50,9 +50,11 @@ def test_a_later_word_of_the_name_finds_the_user_after_the_other_matches(acme):
     add(acme, "sue", display_name="Smith Sue")              # display name match (first word)
     add(acme, "twice", display_name="Smith Smith Smithson")  # first word and later words: listed once
     add(acme, "other", display_name="Other Blacksmith")     # "smith" inside a word is no match
+    add(acme, "spaced", display_name="Lee  Van   Smithe")    # words apart by several spaces
     page = users.search(acme, users.Filters(query="smith"), include_directories=False)
     # Username, then display name (in name order), then the second word, then the third.
-    assert [a.username for a in page.accounts] == ["smithers", "twice", "sue", "jsmith", "mas"]
+    assert [a.username for a in page.accounts] == ["smithers", "twice", "sue", "jsmith", "mas", "spaced"]
+    assert [a.username for a in users.search(acme, users.Filters(query="van")).accounts] == ["spaced"]
     assert [a.username for a in users.search(acme, users.Filters(query="Ann Smi")).accounts] == ["mas"]
     assert [a.username for a in users.search(acme, users.Filters(query="blacksmith")).accounts] == ["other"]
     assert every_page(acme, users.Filters(query="smith"), 1) == [a.username for a in page.accounts]
