@@ -27,6 +27,7 @@ note on the page, never an error.
 
 from __future__ import annotations
 
+import base64
 import csv
 import heapq
 import io
@@ -44,6 +45,7 @@ from . import directory as directory_service
 from .accounts import EMAIL, USERNAME, AccountError
 
 PAGE_SIZE = 50
+MAX_CURSOR = 2400  # a 320-character email, as UTF-8 in base64, fits
 MAX_QUERY = 100
 DIRECTORY_LIMIT = 50
 SOURCE_FILTERS = ("all", "local", "directory")
@@ -178,22 +180,25 @@ def _column(stream: int):
 
 
 def encode_after(account: Account) -> str:
-    """The keyset cursor of ``account``: which column it matched, its id and sort key."""
-    return f"{account.stream}:{account.id}:{account.sort_key}"
+    """The keyset cursor of ``account``: which stream it matched in, its id and its sort
+    key (base64url: a name may hold any character, a tab or a colon included)."""
+    key = base64.urlsafe_b64encode((account.sort_key or "").encode("utf-8")).decode("ascii")
+    return f"{account.stream}:{account.id}:{key}"
 
 
 def decode_after(value) -> tuple[int, str, int] | None:
     """``(stream, sort_key, id)`` from a cursor, or None when it is not one."""
-    if not isinstance(value, str) or len(value) > 400 or _has_control(value):
+    if not isinstance(value, str) or len(value) > MAX_CURSOR:
         return None
     parts = value.split(":", 2)
     if len(parts) != 3:
         return None
     try:
         stream, last_id = int(parts[0]), int(parts[1])
-    except ValueError:
+        key = base64.urlsafe_b64decode(parts[2].encode("ascii")).decode("utf-8")
+    except ValueError:  # not numbers, not base64, not UTF-8
         return None
-    return (stream, parts[2], last_id) if 0 <= stream < len(STREAMS) else None
+    return (stream, key, last_id) if 0 <= stream < len(STREAMS) else None
 
 
 def _filtered(query: peewee.ModelSelect, filters: Filters) -> peewee.ModelSelect:
@@ -228,7 +233,8 @@ def _organisation_page(organisation_id: int, filters: Filters, after, limit: int
                 query = query.where(~_in_range(fn.COALESCE(_column(earlier), ""), bounds))
         query = _filtered(query, filters)
         if stream == first and key is not None:
-            query = query.where((sort_key > key) | ((sort_key == key) & (Account.id > last_id)))
+            # ">=" first: the index range itself, then the tie on id (not an OR of two ranges).
+            query = query.where((sort_key >= key) & ((sort_key > key) | (Account.id > last_id)))
         rows.extend(query.order_by(sort_key, Account.id).limit(limit - len(rows)))
         if len(rows) >= limit:
             break
@@ -301,6 +307,8 @@ def all_matching(organisation: Organisation, filters: Filters):
         yield from page.accounts
         if page.next_after is None:
             return
+        if page.next_after == after:  # a cursor that does not move on would never end
+            raise RuntimeError(f"the users list did not move past {after!r}")
         after = page.next_after
 
 

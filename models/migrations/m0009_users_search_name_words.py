@@ -3,7 +3,7 @@ two expression indexes on (organisation, the display name from its second word) 
 (organisation, from its third word), lower-cased, NULL when the name has no such word.
 On PostgreSQL in code-point order (``COLLATE "C"``) like the other search indexes (m0008).
 
-The expressions are written out here and in ``services.users.NAME_WORD_EXPRESSIONS``
+The expressions are written out here and in ``models.account.NAME_WORD_EXPRESSIONS``
 character for character: a database uses an expression index only for the same
 expression, with literals, not parameters."""
 

@@ -88,8 +88,23 @@ def test_filters_and_literal_wildcards(acme):
 def test_filters_from_request_arguments_are_tolerant():
     filters = users.Filters.from_args({"q": "  ann\x00  smith ", "source": "ldap", "role": "god", "status": "active"})
     assert (filters.query, filters.source, filters.role, filters.status) == ("ann smith", "all", "", "active")
-    assert users.decode_after("7:2:x") is None and users.decode_after("0:5:ann") == (0, "ann", 5)
-    assert users.decode_after("0:5:a\x00") is None
+    assert users.decode_after("7:2:YW5u") is None  # no stream 7
+    assert users.decode_after("0:5:YW5u") == (0, "ann", 5)
+    for garbage in ("0:5:a\x00", "0:5:ann", "0:5:é", "0:x:YW5u", "0:5", "0:5:" + "A" * 3000, None, 7):
+        assert users.decode_after(garbage) is None, garbage
+
+
+def test_names_with_any_character_page_to_the_end(acme):
+    """A sort key may hold a tab, a colon or a 320-character email: the cursor carries it
+    whole, so paging (and the export that pages to the end) moves on and stops."""
+    add(acme, "tab", display_name="Ann\tSmith")
+    add(acme, "colon", display_name="Ann: Smith")
+    add(acme, "newline", display_name="Ann\nSmith Jr")
+    add(acme, "long", email="ann" + "x" * 300 + "@x.test", display_name="Ann Long")
+    add(acme, "plain", display_name="Ann Plain")
+    expected = sorted(["tab", "colon", "newline", "long", "plain"])
+    assert sorted(every_page(acme, users.Filters(query="ann"), 1)) == expected
+    assert sorted(a.username for a in users.all_matching(acme, users.Filters(query="ann"))) == expected
 
 
 # -- import ----------------------------------------------------------------------
