@@ -12,10 +12,11 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from models import Account, MailServer, db
+from models import Account, MailServer
 from services import mailer
 from tests.support.browser import TIMEOUT, ConsoleWatch, LiveServer, snap
 from tests.support.factories import PASSWORD
+from tests.support.web import stored
 
 pytestmark = [pytest.mark.browser, pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)]
 
@@ -36,15 +37,6 @@ def team_server(app, create_organisation, create_account, smtp_server):
     server = LiveServer(app).start()
     yield server
     server.stop()
-
-
-def _stored(app, query):
-    with app.app_context():
-        db.connect(reuse_if_open=True)
-        try:
-            return query()
-        finally:
-            db.close()
 
 
 def _fits(page) -> None:
@@ -117,7 +109,7 @@ def test_invite_accept_and_bulk_deactivate(app, team_server, smtp_server, page, 
     assert tina.url == f"{team_server.url}/admin/"
     expect(tina.get_by_role("link", name="Tina Tech")).to_be_visible()
     tina_watch.assert_clean()
-    assert _stored(app, lambda: Account.get(Account.username == "tina").status) == "active"
+    assert stored(app, lambda: Account.get(Account.username == "tina").status) == "active"
 
     # The link worked once.
     tina.goto(f"{team_server.url}/invitation/{token}")
@@ -130,7 +122,7 @@ def test_invite_accept_and_bulk_deactivate(app, team_server, smtp_server, page, 
     page.get_by_label("Select tina").check()
     page.get_by_role("button", name="Deactivate selected").click()
     expect(page.get_by_role("heading", name="Deactivate 2 accounts?")).to_be_visible()
-    assert _stored(app, lambda: Account.get(Account.username == "tom").status) == "active"  # asking changed nothing
+    assert stored(app, lambda: Account.get(Account.username == "tom").status) == "active"  # asking changed nothing
     _both_widths(page, "team-bulk-confirm")
     page.get_by_role("button", name="Deactivate 2 accounts").click()
     expect(page.get_by_text("Deactivated 2 accounts: tina, tom.")).to_be_visible()

@@ -22,6 +22,7 @@ from tests.support.browser import (
     mark_document,
     snap,
 )
+from tests.support.web import stored
 from tests.web.test_email_signin import acme, deliver, fresh_limits, link_in  # noqa: F401  (fixtures)
 
 pytestmark = [
@@ -50,15 +51,6 @@ def phone(browser):
     tab.set_default_timeout(TIMEOUT)
     yield tab
     context.close()
-
-
-def _stored(app, query):
-    with app.app_context():
-        db.connect(reuse_if_open=True)
-        try:
-            return query()
-        finally:
-            db.close()
 
 
 def _fits(page) -> None:
@@ -114,7 +106,7 @@ def test_the_link_opened_on_another_device_signs_in_the_waiting_browser(app, sig
     phone.set_viewport_size({"width": 1280, "height": 900})
     snap(phone, "email-link-1280")
     phone.set_viewport_size(PHONE)
-    assert _stored(app, lambda: SignInRequest.get().status) == "pending"  # opening the link changes nothing
+    assert stored(app, lambda: SignInRequest.get().status) == "pending"  # opening the link changes nothing
 
     phone.get_by_role("button", name="Sign in", exact=True).click()
     expect(phone.get_by_role("heading", name="Sign-in approved")).to_be_visible()
@@ -128,7 +120,7 @@ def test_the_link_opened_on_another_device_signs_in_the_waiting_browser(app, sig
     assert laptop.url == f"{signin_server.url}/account"
     expect(laptop.get_by_text("Emailed link")).to_be_visible()
     assert any(c["name"] == "gatehouse_session" for c in laptop.context.cookies())
-    assert _stored(app, lambda: (SignInRequest.get().status, UserSession.select().count())) == ("completed", 1)
+    assert stored(app, lambda: (SignInRequest.get().status, UserSession.select().count())) == ("completed", 1)
     watch.assert_clean()
 
     # The used link explains itself on the phone.
@@ -152,6 +144,6 @@ def test_this_was_not_me_stops_the_waiting_browser(app, signin_server, smtp_serv
     expect(laptop.get_by_role("link", name="Start again")).to_be_visible()
     # A final state stops the polling.
     expect(laptop.locator("#sign-in-status[hx-trigger]")).to_have_count(0)
-    assert _stored(app, lambda: (SignInRequest.get().status, UserSession.select().count())) == ("denied", 0)
+    assert stored(app, lambda: (SignInRequest.get().status, UserSession.select().count())) == ("denied", 0)
     assert not any(c["name"] == "gatehouse_session" for c in laptop.context.cookies())
     watch.assert_clean()

@@ -12,8 +12,9 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from models import SignInRequest, UserSession, db
+from models import SignInRequest, UserSession
 from tests.support.browser import LiveServer
+from tests.support.web import stored
 from tests.web.test_email_signin import acme, deliver, fresh_limits, link_in  # noqa: F401  (fixtures)
 
 CONFIRMERS = 20
@@ -46,15 +47,6 @@ class Browser:
 
     def cookie(self, name: str) -> str | None:
         return next((c.value for c in self.jar if c.name == name), None)
-
-
-def _in_app(app, query):
-    with app.app_context():
-        db.connect(reuse_if_open=True)
-        try:
-            return query()
-        finally:
-            db.close()
 
 
 def test_twenty_concurrent_confirmations_and_exactly_one_wins(app, acme, smtp_server):  # noqa: F811
@@ -101,7 +93,7 @@ def test_twenty_concurrent_confirmations_and_exactly_one_wins(app, acme, smtp_se
         assert "Go back to the browser where you asked for the link" in winners[0][2]
         # Confirming on another device approves; it never signs that device in.
         assert all(device.cookie("gatehouse_session") is None for device in devices)
-        request_row = _in_app(app, lambda: SignInRequest.get())
+        request_row = stored(app, lambda: SignInRequest.get())
         assert request_row.status == "approved"
 
         # The browser that asked finishes, and gets the one and only session.
@@ -110,11 +102,11 @@ def test_twenty_concurrent_confirmations_and_exactly_one_wins(app, acme, smtp_se
         status, path, account_page = asker.request(f"{wait_path}/finish", {"csrf_token": asker.csrf(approved)})
         assert (status, path) == (200, "/account") and "You are signed in to" in account_page
         assert asker.cookie("gatehouse_session")
-        assert _in_app(app, lambda: SignInRequest.get().status) == "completed"
-        assert _in_app(app, lambda: UserSession.select().count()) == 1
+        assert stored(app, lambda: SignInRequest.get().status) == "completed"
+        assert stored(app, lambda: UserSession.select().count()) == 1
         # A second finish (replay) gets nothing more.
         status, path, _ = asker.request(f"{wait_path}/finish", {"csrf_token": asker.csrf(account_page)})
         assert path == "/login"
-        assert _in_app(app, lambda: UserSession.select().count()) == 1
+        assert stored(app, lambda: UserSession.select().count()) == 1
     finally:
         server.stop()

@@ -1,11 +1,14 @@
 """Factory fixtures that create domain objects, returned as callables (Indico style),
-and a client signed in as an organisation owner."""
+a client signed in as an organisation owner, and the TOTP clock tests move by hand."""
 
 from __future__ import annotations
+
+import time
 
 import pytest
 
 from models import Organisation
+from services import ratelimit, totp
 from services.accounts import create_local
 
 PASSWORD = "correct horse battery staple"
@@ -53,3 +56,25 @@ def admin_client(client, owner):
     """A client signed in as the owner of ``acme``."""
     sign_in(client, "olga")
     return client
+
+
+class Clock:
+    """The clock services.totp reads, at a time-step boundary, moved by the test."""
+
+    def __init__(self):
+        self.now = float(int(time.time()) // 30 * 30)
+
+    def time(self):
+        return self.now
+
+    def tick(self, steps=1):
+        self.now += 30 * steps
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """services.totp on a :class:`Clock`, and fresh in-memory rate limits."""
+    ratelimit.set_backend(ratelimit.MemoryBackend())
+    fake = Clock()
+    monkeypatch.setattr(totp, "time", fake)
+    return fake

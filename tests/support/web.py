@@ -14,6 +14,19 @@ CSRF_INPUT = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 CSRF_HEADER = re.compile(r'"X-CSRFToken":\s*"([^"]+)"')
 
 
+def stored(app, query):
+    """``query()`` run inside ``app``'s context with a database connection (to read or
+    change what the app stored, between requests)."""
+    from models import db
+
+    with app.app_context():
+        db.connect(reuse_if_open=True)
+        try:
+            return query()
+        finally:
+            db.close()
+
+
 def make_app(database_url: str, tmp_path, **overrides):
     """A Gatehouse app for tests on ``database_url``."""
     config = {

@@ -16,25 +16,7 @@ from services.accounts import create_local
 from services.directory import reset_connections
 
 PASSWORD = "correct horse battery staple"
-NOW = 1_800_000_000  # a TOTP step boundary
-
-
-class Clock:
-    """The clock services.totp reads."""
-
-    def __init__(self):
-        self.now = float(NOW)
-
-    def time(self):
-        return self.now
-
-
-@pytest.fixture(autouse=True)
-def clock(monkeypatch):
-    ratelimit.set_backend(ratelimit.MemoryBackend())
-    fake = Clock()
-    monkeypatch.setattr(totp, "time", fake)
-    return fake
+pytestmark = pytest.mark.usefixtures("clock")  # services.totp on a clock the tests move
 
 
 @pytest.fixture

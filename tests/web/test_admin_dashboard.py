@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 import socket
 
 import pytest
 
-from models import Account, AuditEvent, Directory, MailServer, Organisation, OutboxMessage, SignInRequest, db, utcnow
+from models import Account, AuditEvent, Directory, MailServer, Organisation, OutboxMessage, SignInRequest, utcnow
 from services import audit, dashboard, mailer
 from tests.support.factories import PASSWORD
+from tests.support.web import stored
 
 
 def sign_in_to(client, username: str, organisation: str):
@@ -22,16 +24,7 @@ def sign_in_to(client, username: str, organisation: str):
 @pytest.fixture
 def in_app(app):
     """Run a function inside an app context with a connection."""
-
-    def run(function):
-        with app.app_context():
-            db.connect(reuse_if_open=True)
-            try:
-                return function()
-            finally:
-                db.close()
-
-    return run
+    return functools.partial(stored, app)
 
 
 @pytest.fixture(autouse=True)

@@ -9,9 +9,10 @@ import re
 import pyotp
 import pytest
 
-from models import Account, AuditEvent, MfaPolicy, MfaPolicyAccount, db, utcnow
+from models import Account, AuditEvent, MfaPolicy, MfaPolicyAccount, utcnow
 from services import mfa_policy, ratelimit
 from tests.support.factories import sign_in
+from tests.support.web import stored
 
 SECRET = re.compile(r'data-secret="([A-Z2-7]+)"')
 
@@ -19,15 +20,6 @@ SECRET = re.compile(r'data-secret="([A-Z2-7]+)"')
 @pytest.fixture(autouse=True)
 def _memory_ratelimit():
     ratelimit.set_backend(ratelimit.MemoryBackend())
-
-
-def stored(app, query):
-    with app.app_context():
-        db.connect(reuse_if_open=True)
-        try:
-            return query()
-        finally:
-            db.close()
 
 
 @pytest.fixture

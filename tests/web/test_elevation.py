@@ -13,21 +13,15 @@ import pyotp
 import pytest
 
 from models import Account, AuditEvent, Organisation, PasswordPolicy, UserSession, utcnow
-from services import ratelimit, sessions, totp
+from services import sessions, totp
 from tests.support.factories import PASSWORD, sign_in
-from tests.support.web import WebClient
-from tests.web.test_two_factor import Clock, stored
+from tests.support.web import WebClient, stored
 
 SETTINGS_PAGE = "/admin/directories"  # needs the "settings" capability: owners, not team users
 COOKIE = "gatehouse_session"
 
 
-@pytest.fixture(autouse=True)
-def clock(monkeypatch):
-    ratelimit.set_backend(ratelimit.MemoryBackend())
-    fake = Clock()
-    monkeypatch.setattr(totp, "time", fake)
-    return fake
+pytestmark = pytest.mark.usefixtures("clock")  # services.totp on a clock the tests move
 
 
 @pytest.fixture

@@ -3,12 +3,16 @@
 
 from __future__ import annotations
 
-from models import Account, Organisation, PasswordPolicy
-from tests.web import test_two_factor
-from tests.web.test_two_factor import code_now, password_first, stored
+import pytest
 
-# The fixtures of the two-factor tests, used here too.
-ann_with_totp, clock = test_two_factor.ann_with_totp, test_two_factor.clock
+from models import Account, Organisation, PasswordPolicy
+from tests.support.web import stored
+from tests.web import test_two_factor
+from tests.web.test_two_factor import code_now, password_first
+
+# The fixture of the two-factor tests, used here too.
+ann_with_totp = test_two_factor.ann_with_totp
+pytestmark = pytest.mark.usefixtures("clock")  # services.totp on a clock the tests move
 
 THRESHOLD = 3
 

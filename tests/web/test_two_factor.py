@@ -13,9 +13,9 @@ import pyotp
 import pytest
 
 from models import Account, AuditEvent, OutboxMessage, RecoveryCode, UserSession, db, utcnow
-from services import ratelimit, totp
+from services import totp
 from tests.support.factories import sign_in
-from tests.support.web import WebClient
+from tests.support.web import WebClient, stored
 from tests.web.test_email_signin import acme, ask_link, deliver, link_in  # noqa: F401  (fixtures)
 from tests.web.test_manager_approval import demo, fresh_state  # noqa: F401  (fixtures)
 
@@ -23,38 +23,11 @@ SECRET = re.compile(r'data-secret="([A-Z2-7]+)"')
 CODE = re.compile(r"<code>([a-z2-7]{4}(?:-[a-z2-7]{4}){6})</code>")
 
 
-class Clock:
-    """The clock services.totp reads, moved by the test."""
-
-    def __init__(self):
-        self.now = float(int(time.time()) // 30 * 30)
-
-    def time(self):
-        return self.now
-
-    def tick(self, steps=1):
-        self.now += 30 * steps
-
-
-@pytest.fixture(autouse=True)
-def clock(monkeypatch):
-    ratelimit.set_backend(ratelimit.MemoryBackend())
-    fake = Clock()
-    monkeypatch.setattr(totp, "time", fake)
-    return fake
+pytestmark = pytest.mark.usefixtures("clock")  # services.totp on a clock the tests move
 
 
 def code_now(secret, clock):
     return pyotp.TOTP(secret).at(clock.now)
-
-
-def stored(app, query):
-    with app.app_context():
-        db.connect(reuse_if_open=True)
-        try:
-            return query()
-        finally:
-            db.close()
 
 
 def enrol_by_web(client, clock):
