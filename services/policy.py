@@ -403,23 +403,16 @@ def rules_for(organisation: Organisation) -> list[Rule]:
     return [to_rule(p) for p in policies_of(organisation)]
 
 
-fallback_directories = directories_of  # the profile's fallback directories, in order
-
-
-_UNREAD = object()  # "the caller has not read it": None is a real answer for the default profile
-
-
-def candidate_directories(organisation: Organisation, *, default=_UNREAD,
-                          policies: list[Policy] | None = None) -> list[Directory | None]:
+def candidate_directories(default: ApprovalProfile | None, policies: list[Policy]) -> list[Directory | None]:
     """Where a user is looked up, in order (the first directory that knows them wins):
 
-    1. the default profile's fallback directories, in their order (local accounts first
-       when the profile lists them first) — the organisation's declared lookup order;
-    2. then the directories named by enabled policies, top to bottom, that are not
-       listed yet, so a policy for another directory can still match its users.
+    1. the ``default`` profile's fallback directories, in their order (local accounts
+       first when the profile lists them first) — the organisation's declared lookup order;
+    2. then the directories named by enabled ``policies`` (as :func:`policies_of` gives
+       them), top to bottom, that are not listed yet, so a policy for another directory
+       can still match its users.
 
-    With neither, the local directory. ``default`` and ``policies`` save the queries
-    when the caller has them already (policies as :func:`policies_of` gives them)."""
+    With neither, the local directory."""
     seen: set[int | None] = set()
     ordered: list[Directory | None] = []
 
@@ -429,12 +422,10 @@ def candidate_directories(organisation: Organisation, *, default=_UNREAD,
             seen.add(key)
             ordered.append(directory)
 
-    if default is _UNREAD:
-        default = default_profile(organisation)
     if default is not None:
-        for directory in fallback_directories(default):
+        for directory in directories_of(default):
             add(directory)
-    for policy in policies if policies is not None else policies_of(organisation):
+    for policy in policies:
         if policy.enabled:
             add(policy.directory)
     if not ordered:
@@ -529,7 +520,7 @@ def decide(organisation: Organisation, identifier: str) -> Resolution:
         return resolution
     default = default_profile(organisation)
     stored = list(policies_of(organisation))
-    for directory in candidate_directories(organisation, default=default, policies=stored):
+    for directory in candidate_directories(default, stored):
         resolution.searched.append(directory_label(directory))
         try:
             user = find_local_user(organisation, identifier) if directory is None else find_user(directory, identifier)
@@ -602,7 +593,7 @@ def save_policy(organisation: Organisation, policy: Policy | None, values: dict,
             directory = None
         if directory is None:
             raise PolicyError("choose one of this organisation's directories, or local accounts", "directory")
-    allowed = fallback_directories(profile)
+    allowed = directories_of(profile)
     if (None if directory is None else directory.id) not in [None if d is None else d.id for d in allowed]:
         listed = ", ".join(directory_label(d) for d in allowed) or "none yet"
         raise PolicyError(

@@ -28,6 +28,7 @@ from wtforms.validators import Length, Optional
 
 from models import ApprovalProfile, Directory, Policy
 from services import policy as policies
+from services import profiles as profile_service
 from services.directory import DirectoryError
 
 from ..rendering import redirect_to, render
@@ -89,7 +90,7 @@ def profile_directory_hints() -> list[tuple[str, str]]:
     org = organisation()
     hints = []
     for profile in ApprovalProfile.select().where(ApprovalProfile.organisation == org).order_by(ApprovalProfile.name):
-        names = [policies.directory_label(d) for d in policies.fallback_directories(profile)]
+        names = [policies.directory_label(d) for d in profile_service.directories_of(profile)]
         hints.append((profile.name, ", ".join(names) or "no fallback directories yet"))
     return hints
 
