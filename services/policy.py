@@ -7,7 +7,7 @@ Two layers:
   to bottom; the first enabled rule of the user's directory whose attribute has a value
   matching one of its patterns wins; no match means the default profile. Every rule tried
   leaves a :class:`Step` in the trace, so the tester (and the audit log) can say why.
-* **Database**: :func:`rules_for`, :func:`decide` (what sign-in and the policy tester
+* **Database**: :func:`policies_of`, :func:`decide` (what sign-in and the policy tester
   call), and the writes the admin pages make: :func:`save_policy`, :func:`delete_policy`,
   :func:`set_enabled`, :func:`move_policy`, :func:`reorder_policies`.
 
@@ -398,11 +398,6 @@ def to_rule(policy: Policy) -> Rule:
     )
 
 
-def rules_for(organisation: Organisation) -> list[Rule]:
-    """The organisation's policies as engine rules, top to bottom."""
-    return [to_rule(p) for p in policies_of(organisation)]
-
-
 def candidate_directories(default: ApprovalProfile | None, policies: list[Policy]) -> list[Directory | None]:
     """Where a user is looked up, in order (the first directory that knows them wins):
 
@@ -536,10 +531,9 @@ def decide(organisation: Organisation, identifier: str) -> Resolution:
     resolution.subject = subject_for(resolution.user, resolution.directory)
     resolution.decision = evaluate([to_rule(p) for p in stored], resolution.subject, default.id if default else None)
     chosen = resolution.decision.profile_id
-    if chosen is not None:
-        known = [default] + [p.profile for p in stored] if default else [p.profile for p in stored]
-        resolution.profile = next((p for p in known if p.id == chosen), None) or ApprovalProfile.get_or_none(
-            ApprovalProfile.id == chosen)
+    if chosen is not None:  # the default or a policy's profile, all read already
+        known = {p.id: p for p in [default, *(policy.profile for policy in stored)] if p is not None}
+        resolution.profile = known.get(chosen) or ApprovalProfile.get_or_none(ApprovalProfile.id == chosen)
     if resolution.profile is not None and resolution.profile.kind == "manager":
         resolution.approver = approver_for(resolution.profile, resolution.user, resolution.directory)
     return resolution
