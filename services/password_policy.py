@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,8 +72,8 @@ def policy_for(organisation: Organisation) -> PasswordPolicy:
 
 
 def _length(password: str) -> int:
-    # Count characters as a person sees them (NFC), never bytes.
-    return len(unicodedata.normalize("NFC", password))
+    # Count characters as a person sees them and as they are hashed (NFC), never bytes.
+    return len(passwords.prepare(password))
 
 
 def check(password: str, account: Account | None, policy: PasswordPolicy) -> list[Rule]:
