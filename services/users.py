@@ -14,9 +14,10 @@ matches by username, then the email matches that are not username matches by ema
 so on — each an ordered walk of its index, read only as far as the page needs; a page is
 paged by keyset (``after`` = the stream, id and sort key of the last row), 50 to a page.
 Managed organisations are queried one by one and merged, so a parent organisation's
-admin pages through the children's users without sorting all of them. The prefix range relies on code point order: SQLite's
-BINARY collation, and on PostgreSQL an explicit ``COLLATE "C"`` on the searched expression
-and its index, whatever collation the database was created with.
+admin pages through the children's users without sorting all of them. The prefix range
+relies on code point order: SQLite's BINARY collation, and on PostgreSQL an explicit
+``COLLATE "C"`` on the searched expression and its index, whatever collation the
+database was created with.
 
 Directory entries that never signed in have no account; when the source filter allows
 directory users and a query is given, each directory of the managed organisations is

@@ -9,7 +9,7 @@ expression, with literals, not parameters."""
 
 import peewee
 
-# {find} is INSTR (SQLite) or STRPOS (PostgreSQL); the same text as services.users.
+# {find} is INSTR (SQLite) or STRPOS (PostgreSQL); the same text as models.account.
 _REST = "LTRIM(SUBSTR(\"display_name\", {find}(\"display_name\", ' ') + 1))"  # from the 2nd word
 SECOND = f"CASE WHEN {{find}}(\"display_name\", ' ') > 0 THEN LOWER({_REST}) END"
 THIRD = (f"CASE WHEN {{find}}(\"display_name\", ' ') > 0 AND {{find}}({_REST}, ' ') > 0 "
