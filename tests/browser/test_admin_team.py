@@ -14,7 +14,7 @@ from playwright.sync_api import expect
 
 from models import Account, MailServer
 from services import mailer
-from tests.support.browser import TIMEOUT, ConsoleWatch, LiveServer, snap
+from tests.support.browser import TIMEOUT, ConsoleWatch, LiveServer, assert_fits, snap
 from tests.support.factories import PASSWORD
 from tests.support.web import stored
 
@@ -39,16 +39,11 @@ def team_server(app, create_organisation, create_account, smtp_server):
     server.stop()
 
 
-def _fits(page) -> None:
-    page.wait_for_load_state("load")
-    assert page.evaluate("document.documentElement.scrollWidth") <= page.viewport_size["width"], "the page scrolls sideways"
-
-
 def _both_widths(page, name: str) -> None:
-    _fits(page)
+    assert_fits(page)
     snap(page, f"{name}-1280")
     page.set_viewport_size(PHONE)
-    _fits(page)
+    assert_fits(page)
     snap(page, f"{name}-390")
     page.set_viewport_size(WIDE)
 
@@ -102,7 +97,7 @@ def test_invite_accept_and_bulk_deactivate(app, team_server, smtp_server, page, 
     tina.get_by_label("New password", exact=True).fill(CHOSEN)
     expect(tina.locator("#password-rules .rule-missing")).to_have_count(0)
     tina.get_by_label("New password again").fill(CHOSEN)
-    _fits(tina)
+    assert_fits(tina)
     snap(tina, "invitation-390")
     tina.get_by_role("button", name="Set password and sign in").click()
     expect(tina.get_by_text("your account is ready and you are signed in")).to_be_visible()

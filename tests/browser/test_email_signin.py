@@ -13,11 +13,12 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from models import SignInRequest, UserSession, db
+from models import SignInRequest, UserSession
 from tests.support.browser import (
     TIMEOUT,
     ConsoleWatch,
     LiveServer,
+    assert_fits,
     assert_same_document,
     mark_document,
     snap,
@@ -53,12 +54,6 @@ def phone(browser):
     context.close()
 
 
-def _fits(page) -> None:
-    width = page.viewport_size["width"]
-    page.wait_for_load_state("load")  # measure the styled page, not one whose CSS is still loading
-    assert page.evaluate("document.documentElement.scrollWidth") <= width, "the page scrolls sideways"
-
-
 def ask_for_a_link(page, server) -> str:
     """Type the username, ask for a link, land on the waiting page; its path."""
     page.goto(f"{server.url}/login")
@@ -89,10 +84,10 @@ def test_the_link_opened_on_another_device_signs_in_the_waiting_browser(app, sig
     wait_for_a_poll(laptop, wait_path)  # the page polls the status by itself
     expect(laptop.get_by_role("heading", name="Check your email")).to_be_visible()
     assert_same_document(laptop)
-    _fits(laptop)
+    assert_fits(laptop)
     snap(laptop, "email-wait-1280")
     laptop.set_viewport_size(PHONE)
-    _fits(laptop)
+    assert_fits(laptop)
     snap(laptop, "email-wait-390")
     laptop.set_viewport_size({"width": 1280, "height": 900})
     watch.assert_clean()
@@ -101,7 +96,7 @@ def test_the_link_opened_on_another_device_signs_in_the_waiting_browser(app, sig
     phone.goto(link)
     expect(phone.get_by_role("heading", name="Sign in to Acme?")).to_be_visible()
     expect(phone.get_by_text("You are on a different browser or device")).to_be_visible()
-    _fits(phone)
+    assert_fits(phone)
     snap(phone, "email-link-390")
     phone.set_viewport_size({"width": 1280, "height": 900})
     snap(phone, "email-link-1280")

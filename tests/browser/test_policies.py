@@ -25,7 +25,7 @@ from models import (
 )
 from services import crypto
 from services import directory as directory_service
-from tests.support.browser import LiveServer
+from tests.support.browser import LiveServer, assert_fits
 from tests.support.factories import PASSWORD
 from tests.support.slapd import DEMO_SERVICE_DN, DEMO_SERVICE_PASSWORD
 
@@ -205,13 +205,9 @@ def test_pages_fit_the_screen(app, policy_server, page, embedded_ldap, width):
     watch = Watch(page)
     sign_in(page, policy_server)
 
-    def fits():
-        page.wait_for_load_state("load")  # measure the styled page, not one whose CSS is still loading
-        assert page.evaluate("document.documentElement.scrollWidth") <= width, "the page scrolls sideways"
-
     page.goto(f"{policy_server.url}/admin/policies")
     expect(page.locator("#policy-rows tr")).to_have_count(4, timeout=TIMEOUT)
-    fits()
+    assert_fits(page)
     snap(page, f"policies-{width}")
 
     page.locator("#new-directory").select_option(label="Acme LDAP")
@@ -224,7 +220,7 @@ def test_pages_fit_the_screen(app, policy_server, page, embedded_ldap, width):
     expect(page.locator("#new-values-feedback")).to_contain_text("1 value", timeout=TIMEOUT)
     page.locator("#policy-rows tr").nth(3).get_by_role("link", name="Edit").click()
     expect(page.locator("#policy-rows tr").nth(3).locator("textarea")).to_be_visible(timeout=TIMEOUT)
-    fits()
+    assert_fits(page)
     snap(page, f"policies-editing-{width}")
 
     page.goto(f"{policy_server.url}/admin/policies/tester")
@@ -233,6 +229,6 @@ def test_pages_fit_the_screen(app, policy_server, page, embedded_ldap, width):
     expect(page.locator("#tester-result")).to_contain_text("Finance approvers", timeout=TIMEOUT)
     expect(page.locator("#tester-result")).to_contain_text("matched policy 4")
     assert page.url.endswith("/admin/policies/tester?identifier=fiona")  # the result can be linked
-    fits()
+    assert_fits(page)
     snap(page, f"tester-{width}")
     watch.assert_clean()

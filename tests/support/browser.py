@@ -84,6 +84,13 @@ def assert_same_document(page) -> None:
     assert page.evaluate("window.__gatehouseMarker") == "still-here", "the page was reloaded"
 
 
+def assert_fits(page) -> None:
+    """The styled page is no wider than the viewport (nothing scrolls sideways)."""
+    page.wait_for_load_state("load")  # measure the styled page, not one whose CSS is still loading
+    assert page.evaluate("document.documentElement.scrollWidth") <= page.viewport_size["width"], \
+        "the page scrolls sideways"
+
+
 def chromium_path() -> str:
     """Debian's Chromium, or a clear failure naming the command that installs it."""
     path = os.environ.get("GATEHOUSE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
