@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.database import _with_database, postgres_admin_url
+from tests.support.database import throwaway_postgres
 from tests.support.smtp import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,22 +30,8 @@ PASSWORD = "a long owner passphrase"
 @pytest.fixture
 def production_database():
     """A new, empty PostgreSQL database (the recipe migrates it); dropped afterwards."""
-    import psycopg2
-
-    try:
-        admin = psycopg2.connect(postgres_admin_url(), connect_timeout=3)
-    except psycopg2.OperationalError as exc:
-        pytest.skip(f"PostgreSQL not reachable ({str(exc).strip().splitlines()[0]}): production recipe skipped")
-    admin.autocommit = True
-    name = f"gatehouse_production_{secrets.token_hex(4)}"
-    with admin.cursor() as cursor:
-        cursor.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield _with_database(postgres_admin_url(), name)
-    finally:
-        with admin.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    with throwaway_postgres("production", "production recipe skipped") as url:
+        yield url
 
 
 @pytest.fixture

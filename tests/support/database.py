@@ -8,6 +8,7 @@ PostgreSQL: one throwaway database per test run, created on the server named by
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from urllib.parse import urlsplit, urlunsplit
@@ -31,9 +32,10 @@ def _with_database(url: str, name: str) -> str:
     return urlunsplit(parts._replace(path=f"/{name}"))
 
 
-@pytest.fixture(scope="session")
-def postgres_url():
-    """URL of a fresh PostgreSQL database for this test run; skips when unreachable."""
+@contextlib.contextmanager
+def throwaway_postgres(purpose: str, skipped: str):
+    """The URL of a new, empty PostgreSQL database on the test server, dropped afterwards;
+    the test is skipped (saying ``skipped``) when the server is not reachable."""
     import psycopg2
 
     admin_url = postgres_admin_url()
@@ -41,21 +43,27 @@ def postgres_url():
         admin = psycopg2.connect(admin_url, connect_timeout=3)
     except psycopg2.OperationalError as exc:
         reason = str(exc).strip().splitlines()[0]
-        pytest.skip(f"PostgreSQL not reachable at {admin_url} ({reason}): PostgreSQL variants skipped")
+        pytest.skip(f"PostgreSQL not reachable at {admin_url} ({reason}): {skipped}")
     admin.autocommit = True
-    name = f"gatehouse_test_{os.getpid()}_{secrets.token_hex(3)}"
+    name = f"gatehouse_{purpose}_{os.getpid()}_{secrets.token_hex(3)}"
     with admin.cursor() as cursor:
         cursor.execute(f'CREATE DATABASE "{name}"')
-    url = _with_database(admin_url, name)
-    database = open_database(url)
-    upgrade(database)
-    database.close_all()
     try:
-        yield url
+        yield _with_database(admin_url, name)
     finally:
         with admin.cursor() as cursor:
             cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """URL of a fresh PostgreSQL database for this test run; skips when unreachable."""
+    with throwaway_postgres("test", "PostgreSQL variants skipped") as url:
+        database = open_database(url)
+        upgrade(database)
+        database.close_all()
+        yield url
 
 
 def empty_postgres(database) -> None:
