@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 from flask import abort, current_app, flash, request, url_for
+from flask_login import current_user
 
 from models import SignInRequest
 from services import audit, signin, signin_requests
@@ -52,6 +53,11 @@ def _waiting_request(public_id: str) -> SignInRequest:
 def _context(found: SignInRequest):
     signin.expire(found, ip=client_ip(), user_agent=request.user_agent.string)  # audits an expiry once
     status = signin_requests.status_for(found, binding_secret())
+    if status is None and found.status == "completed" and current_user.is_authenticated \
+            and current_user.account.id == found.account_id:
+        # Finished from the emailed link in another tab of this browser, which took the
+        # session and dropped the binding cookie: this tab is signed in too.
+        status = "signed_in"
     return {"sign_in": found, "state": status, "masked_approver": signin.mask_email(found.approver_email),
             "form": EmptyForm()}
 

@@ -11,6 +11,7 @@ from models import (
 )
 from services import mailer, ratelimit
 from tests.support.factories import PASSWORD, sign_in
+from tests.support.web import WebClient
 
 LINK = re.compile(r"http://gatehouse\.test/([la])/([A-Za-z0-9_-]+)")
 
@@ -95,6 +96,18 @@ def test_a_password_lockout_leaves_the_emailed_link_working(app, client, acme, s
     assert response.status_code == 303 and response.headers["Location"] == "/account"
 
 
+def test_the_waiting_tab_says_signed_in_when_the_link_was_used_in_another_tab(app, client, acme, smtp_server):
+    wait_url = ask_link(client).headers["Location"]
+    _, token = link_in(deliver(app, smtp_server, 1)[0])
+    client.get(f"/l/{token}")  # the mail opened in a second tab of the same browser
+    assert client.post(f"/l/{token}", {"action": "approve"}).headers["Location"] == "/account"
+    for url in (f"{wait_url}/status", wait_url):  # the first tab polls, or is reloaded
+        page = client.get(url).get_data(as_text=True)
+        assert "You are signed in" in page and 'href="/account"' in page and "Start again" not in page
+    other = WebClient(app.test_client())  # a browser that is not signed in learns nothing new
+    assert "You are signed in" not in other.get(wait_url).get_data(as_text=True)
+
+
 def test_get_and_head_of_the_link_never_change_anything(app, client, acme, smtp_server):
     ask_link(client)
     _, token = link_in(deliver(app, smtp_server, 1)[0])
@@ -110,7 +123,6 @@ def test_cross_device_approval_signs_in_the_waiting_browser_only(app, client, ac
     wait_url = ask_link(client).headers["Location"]
     _, token = link_in(deliver(app, smtp_server, 1)[0])
 
-    from tests.support.web import WebClient
 
     phone = WebClient(app.test_client())
     phone.get(f"/l/{token}")
@@ -150,7 +162,6 @@ def test_used_expired_and_unknown_links_explain_themselves(app, client, acme, sm
     assert unknown.status_code == 404 and "Send a new link" in unknown.get_data(as_text=True)
 
     other = app.test_client()
-    from tests.support.web import WebClient
 
     other = WebClient(other)
     ask_link(other)
@@ -162,7 +173,6 @@ def test_used_expired_and_unknown_links_explain_themselves(app, client, acme, sm
 
 
 def test_unknown_users_get_the_same_answer_and_nothing_is_sent(app, acme, smtp_server):
-    from tests.support.web import WebClient
 
     known, unknown = WebClient(app.test_client()), WebClient(app.test_client())
     first, second = ask_link(known, "ann"), ask_link(unknown, "nobody-here")
@@ -249,7 +259,6 @@ def test_manager_approval_after_the_password(app, client, manager_profile, smtp_
     assert message["To"] == "boss@acme.test"
     kind, token = link_in(message)
     assert kind == "a"
-    from tests.support.web import WebClient
 
     boss = WebClient(app.test_client())
     assert "Ann Archer" in boss.get(f"/a/{token}").get_data(as_text=True)
@@ -265,7 +274,6 @@ def test_manager_denial_reaches_the_waiting_page(app, client, manager_profile, s
     client.get("/login/password")
     wait_url = client.post("/login/password", {"identifier": "ann", "password": PASSWORD, "account_id": "acme"}).headers["Location"]
     _, token = link_in(deliver(app, smtp_server, 1)[0])
-    from tests.support.web import WebClient
 
     boss = WebClient(app.test_client())
     boss.get(f"/a/{token}")
